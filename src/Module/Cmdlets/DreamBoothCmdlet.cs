@@ -1,0 +1,102 @@
+using System.Collections.Concurrent;
+using System.Management.Automation;
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Models;
+
+namespace DreamBooth.Cmdlets;
+
+/// <summary>
+/// What a worker thread may ask the pipeline thread to do. PowerShell allows Write* only on the pipeline thread,
+/// so long work runs on a dedicated thread and posts here.
+/// </summary>
+public sealed class WorkerChannel
+{
+    readonly BlockingCollection<Action<PSCmdlet>> _queue;
+    internal WorkerChannel(BlockingCollection<Action<PSCmdlet>> queue, CancellationToken token) { _queue = queue; Token = token; }
+
+    public CancellationToken Token { get; }
+    public void Progress(ProgressRecord record) => Post(c => c.WriteProgress(record));
+    public void Verbose(string message) => Post(c => c.WriteVerbose(message));
+    public void Warning(string message) => Post(c => c.WriteWarning(message));
+    public void Information(string message, string tag) => Post(c => c.WriteInformation(message, new[] { tag }));
+    public void Output(object value) => Post(c => c.WriteObject(value));
+
+    void Post(Action<PSCmdlet> a) { try { _queue.Add(a); } catch (InvalidOperationException) { /* pipeline gone */ } }
+}
+
+/// <summary>
+/// Base of the module's cmdlets: cancellation wired to Ctrl+C (StopProcessing), long work on a worker thread with
+/// progress and output pumped on the pipeline thread, and engine exceptions turned into terminating errors with the
+/// right ErrorCategory and a message that says what to do.
+/// </summary>
+public abstract class DreamBoothCmdlet : PSCmdlet
+{
+    CancellationTokenSource? _cts;
+
+    protected CancellationToken CancellationToken => (_cts ??= new CancellationTokenSource()).Token;
+
+    protected override void StopProcessing() => _cts?.Cancel();
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on a dedicated thread (its own DisposeScopes, grad mode and thread count, which are
+    /// thread-local in libtorch) and pumps what it posts until it ends. Rethrows its exception on this thread.
+    /// </summary>
+    protected T RunOnWorker<T>(Func<WorkerChannel, T> work)
+    {
+        var token = CancellationToken;
+        using var queue = new BlockingCollection<Action<PSCmdlet>>();
+        var channel = new WorkerChannel(queue, token);
+        T result = default!;
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            try { result = work(channel); }
+            catch (Exception e) { failure = e; }
+            finally { queue.CompleteAdding(); }
+        }, 16 * 1024 * 1024) { IsBackground = true, Name = "DreamBooth worker" };
+        thread.Start();
+        try
+        {
+            foreach (var action in queue.GetConsumingEnumerable()) action(this);
+        }
+        finally
+        {
+            // Ctrl+C makes Write* throw PipelineStoppedException: cancel and wait so nothing runs on after the prompt returns.
+            if (thread.IsAlive) { _cts?.Cancel(); thread.Join(); }
+        }
+        if (failure is not null)
+        {
+            if (failure is OperationCanceledException && token.IsCancellationRequested) throw new PipelineStoppedException();
+            ThrowEngineError(failure, null);
+        }
+        return result;
+    }
+
+    /// <summary>Throws a terminating error for an engine exception, with the category that fits it.</summary>
+    protected void ThrowEngineError(Exception e, object? target, string? errorId = null)
+    {
+        if (e is PipelineStoppedException) throw e;
+        if (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerException!;
+        var category = e switch
+        {
+            FileNotFoundException or DirectoryNotFoundException => ErrorCategory.ObjectNotFound,
+            SafetensorsFormatException or ModelConfigException or StateDictMismatchException => ErrorCategory.InvalidData,
+            InvalidDataException or FormatException => ErrorCategory.InvalidData,
+            ArgumentException => ErrorCategory.InvalidArgument,
+            UnauthorizedAccessException => ErrorCategory.PermissionDenied,
+            OperationCanceledException => ErrorCategory.OperationStopped,
+            OutOfMemoryException => ErrorCategory.ResourceUnavailable,
+            NotSupportedException => ErrorCategory.NotImplemented,
+            IOException => ErrorCategory.WriteError,
+            _ => ErrorCategory.NotSpecified,
+        };
+        ThrowTerminatingError(new ErrorRecord(e, errorId ?? e.GetType().Name, category, target));
+    }
+
+    /// <summary>Terminating error for bad input found before any work starts.</summary>
+    protected void ThrowInputError(string message, ErrorCategory category, object? target, string errorId)
+        => ThrowTerminatingError(new ErrorRecord(new ArgumentException(message), errorId, category, target));
+
+    /// <summary>Resolves a user path (relative to the current location, ~ expanded) to a full file-system path.</summary>
+    protected string ResolvePath(string path) => GetUnresolvedProviderPathFromPSPath(path);
+}

@@ -1,0 +1,44 @@
+using System.Management.Automation;
+using DreamBooth.Engine;
+using DreamBooth.Loading;
+
+namespace DreamBooth.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Reports the engine's versions, backend, devices and native library location.</para>
+/// </summary>
+[Cmdlet(VerbsCommon.Get, "DreamBoothEnvironment")]
+[OutputType(typeof(DreamBoothEnvironment))]
+public sealed class GetDreamBoothEnvironmentCommand : DreamBoothCmdlet
+{
+    protected override void EndProcessing()
+    {
+        EngineInfo info;
+        try { info = EngineInfo.Collect(); }
+        catch (Exception e)
+        {
+            ThrowEngineError(new InvalidOperationException(
+                "The TorchSharp engine could not start: " + (e.InnerException ?? e).Message +
+                " Rebuild the module (see README) so its native libraries are in place, then start a new PowerShell session.", e),
+                null, "EngineStartFailed");
+            return;
+        }
+        WriteObject(new DreamBoothEnvironment
+        {
+            ModuleVersion = typeof(GetDreamBoothEnvironmentCommand).Assembly.GetName().Version?.ToString(3) ?? "",
+            TorchSharpVersion = info.TorchSharpVersion,
+            LibTorchVersion = info.LibTorchVersion,
+            Backend = info.Backend,
+            Devices = info.Devices.Select(d => new DreamBoothDevice
+            {
+                Name = d.Name, Kind = d.Kind, Index = d.Index, Description = d.Description, TotalMemoryBytes = d.TotalMemoryBytes,
+            }).ToArray(),
+            Threads = info.Threads,
+            DefaultDType = info.DefaultDType,
+            NativeLibraryPath = info.NativeLibraryPath,
+            EngineLoadContext = ModuleInitializer.LoadContextName ?? System.Runtime.Loader.AssemblyLoadContext.GetLoadContext(typeof(EngineInfo).Assembly)?.Name,
+            PowerShellVersion = (SessionState.PSVariable.GetValue("PSVersionTable") as System.Collections.Hashtable)?["PSVersion"]?.ToString() ?? "",
+            OperatingSystem = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
+        });
+    }
+}

@@ -1,0 +1,43 @@
+using System.Management.Automation;
+using System.Reflection;
+using System.Runtime.Loader;
+
+namespace DreamBooth.Loading;
+
+/// <summary>
+/// Hooks the default context's resolution of "DreamBooth.Engine" on import so that the engine (and through it, all
+/// of its dependencies) loads in <see cref="EngineLoadContext"/>. Everything PowerShell sees is defined in this
+/// assembly; engine types never cross into scripts.
+/// </summary>
+public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssemblyCleanup
+{
+    const string EngineName = "DreamBooth.Engine";
+    static readonly object s_gate = new();
+    static EngineLoadContext? s_context;
+    static int s_hooks;
+
+    internal static string DependenciesDirectory { get; } =
+        Path.Combine(Path.GetDirectoryName(typeof(ModuleInitializer).Assembly.Location)!, "Dependencies");
+
+    internal static string? LoadContextName => s_context?.Name;
+
+    public void OnImport()
+    {
+        // Each runspace that imports the module calls this (ForEach-Object -Parallel): hook once.
+        lock (s_gate) { if (s_hooks++ == 0) AssemblyLoadContext.Default.Resolving += Resolve; }
+    }
+
+    public void OnRemove(PSModuleInfo module)
+    {
+        lock (s_gate) { if (--s_hooks == 0) AssemblyLoadContext.Default.Resolving -= Resolve; }
+    }
+
+    static Assembly? Resolve(AssemblyLoadContext context, AssemblyName name)
+    {
+        if (name.Name != EngineName) return null;
+        var path = Path.Combine(DependenciesDirectory, EngineName + ".dll");
+        if (!File.Exists(path)) return null;
+        lock (s_gate) s_context ??= new EngineLoadContext(path);
+        return s_context.LoadFromAssemblyName(name);
+    }
+}

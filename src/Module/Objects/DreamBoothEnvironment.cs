@@ -1,0 +1,29 @@
+namespace DreamBooth;
+
+/// <summary>A compute device the engine can use.</summary>
+public sealed class DreamBoothDevice
+{
+    public string Name { get; init; } = "";
+    public string Kind { get; init; } = "";
+    public int Index { get; init; }
+    public string? Description { get; init; }
+    public long? TotalMemoryBytes { get; init; }
+    public double? TotalMemoryGB => TotalMemoryBytes is long b ? Math.Round(b / 1073741824.0, 1) : null;
+    public override string ToString() => Name;
+}
+
+/// <summary>What Get-DreamBoothEnvironment reports: versions, backend, devices and where the natives came from.</summary>
+public sealed class DreamBoothEnvironment
+{
+    public string ModuleVersion { get; init; } = "";
+    public string TorchSharpVersion { get; init; } = "";
+    public string LibTorchVersion { get; init; } = "";
+    public string Backend { get; init; } = "";
+    public DreamBoothDevice[] Devices { get; init; } = Array.Empty<DreamBoothDevice>();
+    public int Threads { get; init; }
+    public string DefaultDType { get; init; } = "";
+    public string? NativeLibraryPath { get; init; }
+    public string? EngineLoadContext { get; init; }
+    public string PowerShellVersion { get; init; } = "";
+    public string OperatingSystem { get; init; } = "";
+}

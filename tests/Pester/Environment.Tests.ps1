@@ -1,0 +1,56 @@
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Import-Module (Get-StagedModulePath) -Force
+}
+
+Describe 'Module' {
+    It 'exports exactly the cmdlets its manifest lists' {
+        $manifest = Import-PowerShellDataFile (Get-StagedModulePath)
+        $exported = (Get-Module DreamBooth).ExportedCmdlets.Keys | Sort-Object
+        $exported | Should -Be ($manifest.CmdletsToExport | Sort-Object)
+    }
+
+    It 'declares PowerShell 7.4+, Core edition and a format file' {
+        $m = Import-PowerShellDataFile (Get-StagedModulePath)
+        $m.PowerShellVersion | Should -Be '7.4'
+        $m.CompatiblePSEditions | Should -Be @('Core')
+        $m.FormatsToProcess | Should -Not -BeNullOrEmpty
+    }
+
+    It 'loads the engine in its own AssemblyLoadContext, apart from the cmdlets' {
+        $env = Get-DreamBoothEnvironment
+        $env.EngineLoadContext | Should -Be 'DreamBooth.Engine'
+        $cmdletAlc = [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext([DreamBooth.DreamBoothEnvironment].Assembly).Name
+        $cmdletAlc | Should -Not -Be 'DreamBooth.Engine'
+    }
+}
+
+Describe 'Get-DreamBoothEnvironment' {
+    BeforeAll { $script:info = Get-DreamBoothEnvironment }
+
+    It 'returns a typed object' {
+        $info | Should -BeOfType ([DreamBooth.DreamBoothEnvironment])
+    }
+
+    It 'reports TorchSharp 0.107 on libtorch 2.10' {
+        $info.TorchSharpVersion | Should -Be '0.107.0'
+        $info.LibTorchVersion | Should -Be '2.10.0'
+    }
+
+    It 'lists the CPU device and a thread count' {
+        $info.Devices.Name | Should -Contain 'cpu'
+        $info.Threads | Should -BeGreaterThan 0
+        $info.DefaultDType | Should -Be 'Float32'
+    }
+
+    It 'found the native library inside the module folder' {
+        $info.NativeLibraryPath | Should -Not -BeNullOrEmpty
+        $moduleDir = Split-Path (Get-StagedModulePath)
+        $info.NativeLibraryPath | Should -BeLike "$moduleDir*"
+        Test-Path $info.NativeLibraryPath | Should -BeTrue
+    }
+
+    It 'formats as a list view' {
+        ($info | Out-String) | Should -Match 'LibTorchVersion\s*:\s*2\.10\.0'
+    }
+}
