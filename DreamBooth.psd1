@@ -13,10 +13,15 @@
     FormatsToProcess     = @('src/Module/DreamBooth.format.ps1xml')
     CmdletsToExport      = @(
         'Get-DreamBoothEnvironment'
+        'Invoke-DreamBoothInference'
+        'New-DreamBoothClassImage'
+        'Start-DreamBoothTraining'
+        'Resume-DreamBoothTraining'
+        'Clear-DreamBoothModelCache'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
-    AliasesToExport      = @()
+    AliasesToExport      = @('New-ClassImages')
     PrivateData          = @{
         PSData = @{
             Tags         = @('DreamBooth', 'StableDiffusion', 'Diffusers', 'TorchSharp', 'AI', 'Linux', 'Windows')

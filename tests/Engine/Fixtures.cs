@@ -23,7 +23,9 @@ public static class Fixtures
     }
 
     static JsonDocument? s_manifest;
-    public static JsonElement Manifest => (s_manifest ??= JsonDocument.Parse(File.ReadAllText(Path.Combine(Reference, "manifest.json")))).RootElement;
+    /// <summary>manifest.json, with Python's bare Infinity/NaN literals turned into strings ("-Infinity") for System.Text.Json.</summary>
+    public static JsonElement Manifest => (s_manifest ??= JsonDocument.Parse(System.Text.RegularExpressions.Regex.Replace(
+        File.ReadAllText(Path.Combine(Reference, "manifest.json")), @"(?<=[:\[,]\s*)(-?Infinity|NaN)(?=\s*[,\]}])", "\"$1\""))).RootElement;
 
     /// <summary>The manifest case with this name.</summary>
     public static JsonElement Case(string name)

@@ -21,6 +21,16 @@ public sealed class WorkerChannel
     public void Information(string message, string tag) => Post(c => c.WriteInformation(message, new[] { tag }));
     public void Output(object value) => Post(c => c.WriteObject(value));
 
+    /// <summary>Runs <paramref name="ask"/> on the pipeline thread (e.g. ShouldProcess) and waits for its answer.</summary>
+    public T Ask<T>(Func<PSCmdlet, T> ask, T whenStopped)
+    {
+        using var done = new ManualResetEventSlim();
+        T answer = whenStopped;
+        Post(c => { try { answer = ask(c); } finally { done.Set(); } });
+        try { done.Wait(Token); } catch (OperationCanceledException) { return whenStopped; }
+        return answer;
+    }
+
     void Post(Action<PSCmdlet> a) { try { _queue.Add(a); } catch (InvalidOperationException) { /* pipeline gone */ } }
 }
 

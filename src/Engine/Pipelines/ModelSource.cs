@@ -1,0 +1,36 @@
+using System.Text.Json.Nodes;
+
+namespace DreamBooth.Engine.Pipelines;
+
+/// <summary>
+/// What a user's -Model path is: a diffusers pipeline folder (also what training writes at the end), or a
+/// training checkpoint (checkpoint-N/), which holds only the trained components and records its base model.
+/// </summary>
+public sealed record ModelSource(string Path, string BaseModel, string? UnetDirectory, string? TextEncoderDirectory, bool IsCheckpoint)
+{
+    /// <summary>The file in every checkpoint that records the run (base model, step, settings).</summary>
+    public const string CheckpointManifest = "dreambooth_checkpoint.json";
+
+    public static ModelSource Resolve(string path)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        if (File.Exists(full))
+            throw new ArgumentException($"'{full}' is a file. -Model takes a diffusers model folder (with model_index.json), a training output folder, or a checkpoint-N folder.");
+        if (!Directory.Exists(full))
+            throw new DirectoryNotFoundException($"Model folder '{full}' does not exist. Give a diffusers model folder (with model_index.json), a training output folder, or a checkpoint-N folder.");
+        var manifest = System.IO.Path.Combine(full, CheckpointManifest);
+        if (File.Exists(manifest) && !File.Exists(System.IO.Path.Combine(full, "model_index.json")))
+        {
+            var json = JsonNode.Parse(File.ReadAllText(manifest)) as JsonObject
+                ?? throw new InvalidDataException($"'{manifest}' is not a JSON object.");
+            var baseModel = json["base_model"]?.GetValue<string>()
+                ?? throw new InvalidDataException($"'{manifest}' does not record its base model ('base_model').");
+            if (!Directory.Exists(baseModel))
+                throw new DirectoryNotFoundException($"Checkpoint '{full}' was trained from '{baseModel}', which no longer exists. Restore that model folder, or use the final output folder of the run.");
+            string? unet = Directory.Exists(System.IO.Path.Combine(full, "unet")) ? System.IO.Path.Combine(full, "unet") : null;
+            string? te = Directory.Exists(System.IO.Path.Combine(full, "text_encoder")) ? System.IO.Path.Combine(full, "text_encoder") : null;
+            return new ModelSource(full, System.IO.Path.GetFullPath(baseModel), unet, te, true);
+        }
+        return new ModelSource(full, full, null, null, false);
+    }
+}

@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Models.Autoencoders;
+using DreamBooth.Engine.Models.TextEncoders;
+using DreamBooth.Engine.Models.Unets;
+using DreamBooth.Engine.Schedulers;
+using DreamBooth.Engine.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Pipelines;
+
+/// <summary>
+/// diffusers' StableDiffusionPipeline: tokenizer, CLIP text encoder, UNet, VAE and a scheduler configuration.
+/// Text-to-image follows __call__ step for step (classifier-free guidance with the negative embeddings first,
+/// latents × init_noise_sigma, decode of latents / scaling_factor).
+/// </summary>
+public sealed class StableDiffusionPipeline : IDisposable
+{
+    public ClipTokenizer Tokenizer { get; }
+    public ClipTextModel TextEncoder { get; private set; }
+    public UNet2DConditionModel Unet { get; private set; }
+    public AutoencoderKL Vae { get; }
+    public ConfigJson SchedulerConfig { get; }
+    public string SchedulerClassName { get; }
+    public Device Device { get; }
+    public ScalarType DType { get; }
+    /// <summary>Where the weights came from (for output objects and PNG metadata).</summary>
+    public string SourcePath { get; set; } = "";
+
+    public StableDiffusionPipeline(ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet,
+        AutoencoderKL vae, ConfigJson schedulerConfig, Device device, ScalarType dtype)
+    {
+        Tokenizer = tokenizer; TextEncoder = textEncoder; Unet = unet; Vae = vae;
+        SchedulerConfig = schedulerConfig;
+        SchedulerClassName = schedulerConfig.Get<string?>("_class_name", null) ?? "PNDMScheduler";
+        Device = device; DType = dtype;
+    }
+
+    /// <summary>2^(number of VAE blocks − 1), as diffusers computes vae_scale_factor.</summary>
+    public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Length - 1);
+    public int DefaultSize => Unet.Config.SampleSize * VaeScaleFactor;
+
+    /// <summary>Loads a diffusers pipeline folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/).</summary>
+    public static StableDiffusionPipeline FromPretrained(string folder, ScalarType dtype, Device device,
+        string? unetOverride = null, string? textEncoderOverride = null)
+    {
+        var layout = DiffusersPipelineFolder.Open(folder);
+        var tokenizer = ClipTokenizer.FromPretrained(layout.ComponentDirectory("tokenizer"));
+        var textEncoder = ClipTextModel.FromPretrained(textEncoderOverride ?? layout.ComponentDirectory("text_encoder"), dtype, device);
+        var unet = UNet2DConditionModel.FromPretrained(unetOverride ?? layout.ComponentDirectory("unet"), dtype, device);
+        var vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), dtype, device);
+        var scheduler = ConfigJson.Load(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
+        return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, scheduler, device, dtype) { SourcePath = layout.Root };
+    }
+
+    /// <summary>Prompt embeddings as encode_prompt makes them: padded to model_max_length, no attention mask.</summary>
+    public Tensor EncodePrompts(IReadOnlyList<string> prompts, int clipSkip = 0)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        var ids = Tokenizer.EncodeBatch(prompts).ToTensor().to(Device);
+        var embeds = TextEncoder.EncodeForDiffusion(ids, clipSkip).to(DType);
+        return embeds.MoveToOuterDisposeScope();
+    }
+
+    public SchedulerBase CreateScheduler(string? name)
+        => name is null ? SchedulerFactory.Create(SchedulerClassName, SchedulerConfig) : SchedulerFactory.Create(name, SchedulerConfig);
+
+    /// <summary>Generates images. Each image i uses its own CPU generator seeded Seed + i for its initial latents.</summary>
+    public IReadOnlyList<GeneratedImage> Generate(TextToImageOptions options, IProgress<DenoiseProgress>? progress = null,
+        CancellationToken cancellation = default, Action<GeneratedImage>? onImage = null)
+    {
+        options.Validate();
+        int height = options.Height ?? DefaultSize, width = options.Width ?? DefaultSize;
+        if (height % VaeScaleFactor != 0 || width % VaeScaleFactor != 0)
+            throw new ArgumentException($"Width and height must be multiples of {VaeScaleFactor} for this model.");
+        var jobs = new List<(string Prompt, string Negative, long Seed, int Index)>();
+        int index = 0;
+        for (int p = 0; p < options.Prompts.Count; p++)
+        {
+            string neg = options.NegativePrompts switch { null or { Count: 0 } => "", { Count: 1 } n => n[0], var n => n[p] };
+            for (int k = 0; k < options.ImagesPerPrompt; k++, index++)
+                jobs.Add((options.Prompts[p], neg, options.Seed + index, index));
+        }
+        if (options.Latents is not null && options.Latents.shape[0] != jobs.Count)
+            throw new ArgumentException($"Given latents have batch {options.Latents.shape[0]} but {jobs.Count} images are asked for.");
+
+        var results = new List<GeneratedImage>();
+        var scheduler = CreateScheduler(options.Scheduler);
+        for (int start = 0; start < jobs.Count; start += options.BatchSize)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var batch = jobs.Skip(start).Take(options.BatchSize).ToList();
+            var sw = Stopwatch.StartNew();
+            using var scope = torch.NewDisposeScope();
+            Tensor? given = options.Latents?.narrow(0, start, batch.Count);
+            var images = GenerateBatch(batch.Select(b => b.Prompt).ToList(), batch.Select(b => b.Negative).ToList(),
+                batch.Select(b => b.Seed).ToList(), given, options, scheduler, height, width,
+                (step, steps) => progress?.Report(new DenoiseProgress(start, jobs.Count, step, steps, sw.Elapsed)), cancellation);
+            for (int i = 0; i < batch.Count; i++)
+            {
+                var pixels = images[i].cpu().to(ScalarType.Float32).MoveToOuterDisposeScope();
+                var img = new GeneratedImage(pixels, batch[i].Prompt, batch[i].Negative, batch[i].Seed, options.Steps,
+                    options.GuidanceScale, scheduler.ClassName, width, height, sw.Elapsed / batch.Count, batch[i].Index);
+                results.Add(img);
+                onImage?.Invoke(img);
+            }
+        }
+        return results;
+    }
+
+    Tensor GenerateBatch(List<string> prompts, List<string> negatives, List<long> seeds, Tensor? givenLatents,
+        TextToImageOptions options, SchedulerBase scheduler, int height, int width, Action<int, int> onStep, CancellationToken cancellation)
+    {
+        using var _ = torch.no_grad();
+        bool guidance = options.GuidanceScale > 1.0;
+        var promptEmbeds = EncodePrompts(prompts, options.ClipSkip);
+        var context = guidance ? torch.cat(new[] { EncodePrompts(negatives, options.ClipSkip), promptEmbeds }, 0) : promptEmbeds;
+
+        scheduler.SetTimesteps(options.Steps);
+        long[] shape = { 1, Unet.Config.InChannels, height / VaeScaleFactor, width / VaeScaleFactor };
+        Tensor latents;
+        if (givenLatents is not null) latents = givenLatents.to(ScalarType.Float32).to(Device);
+        else
+        {
+            // diffusers' randn_tensor with a CPU generator: draw on the CPU, then move.
+            var parts = seeds.Select(s => { using var g = new torch.Generator((ulong)s); return torch.randn(shape, dtype: ScalarType.Float32, generator: g); }).ToArray();
+            latents = torch.cat(parts, 0).to(Device);
+        }
+        latents = (latents * scheduler.InitNoiseSigma).to(DType);
+        using var stepGenerator = new torch.Generator((ulong)seeds[0]);
+
+        var timesteps = scheduler.Timesteps;
+        int steps = (int)timesteps.shape[0];
+        for (int i = 0; i < steps; i++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            using var stepScope = torch.NewDisposeScope();
+            var t = timesteps[i];
+            var modelInput = guidance ? torch.cat(new[] { latents, latents }, 0) : latents;
+            modelInput = scheduler.ScaleModelInput(modelInput, t);
+            var noise = Unet.forward(modelInput.to(DType), t.to(Device), context);
+            if (guidance)
+            {
+                var chunks = noise.chunk(2, 0);
+                noise = chunks[0] + options.GuidanceScale * (chunks[1] - chunks[0]);
+            }
+            latents = scheduler.Step(noise, t, latents, stepGenerator).MoveToOuterDisposeScope();
+            onStep(i + 1, steps);
+        }
+        var decoded = Vae.Decode(latents / Vae.ScalingFactor);
+        return (decoded.to(ScalarType.Float32) / 2 + 0.5).clamp(0, 1);
+    }
+
+    /// <summary>Replaces the UNet (e.g. with a trained one); the old one is disposed.</summary>
+    public void ReplaceUnet(UNet2DConditionModel unet) { if (!ReferenceEquals(Unet, unet)) Unet.Dispose(); Unet = unet; }
+    public void ReplaceTextEncoder(ClipTextModel te) { if (!ReferenceEquals(TextEncoder, te)) TextEncoder.Dispose(); TextEncoder = te; }
+
+    public void Dispose()
+    {
+        TextEncoder.Dispose();
+        Unet.Dispose();
+        Vae.Dispose();
+    }
+}

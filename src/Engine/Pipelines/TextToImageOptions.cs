@@ -1,0 +1,45 @@
+namespace DreamBooth.Engine.Pipelines;
+
+/// <summary>What to generate. Mirrors StableDiffusionPipeline.__call__'s arguments.</summary>
+public sealed record TextToImageOptions
+{
+    public required IReadOnlyList<string> Prompts { get; init; }
+    /// <summary>One negative prompt for all, or one per prompt; null = "" (tokenized, as diffusers does).</summary>
+    public IReadOnlyList<string>? NegativePrompts { get; init; }
+    public int ImagesPerPrompt { get; init; } = 1;
+    public int Steps { get; init; } = 50;
+    public double GuidanceScale { get; init; } = 7.5;
+    public int? Width { get; init; }
+    public int? Height { get; init; }
+    /// <summary>Image i (in prompt-major order) uses seed Seed + i, so each image is reproducible on its own.</summary>
+    public long Seed { get; init; }
+    /// <summary>Scheduler name or diffusers class name; null = the model's own.</summary>
+    public string? Scheduler { get; init; }
+    /// <summary>Images denoised together (memory vs speed).</summary>
+    public int BatchSize { get; init; } = 1;
+    /// <summary>0 = last hidden state; k = k layers skipped, final layer norm applied (diffusers' clip_skip).</summary>
+    public int ClipSkip { get; init; }
+    /// <summary>Optional initial latents [N,4,h,w] (before init_noise_sigma scaling), as diffusers' latents=.</summary>
+    public TorchSharp.torch.Tensor? Latents { get; init; }
+
+    public void Validate()
+    {
+        if (Prompts.Count == 0) throw new ArgumentException("At least one prompt is needed.");
+        if (ImagesPerPrompt < 1) throw new ArgumentOutOfRangeException(nameof(ImagesPerPrompt), ImagesPerPrompt, "Images per prompt must be at least 1.");
+        if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be at least 1.");
+        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "Batch size must be at least 1.");
+        if (Width is int w && (w <= 0 || w % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Width), w, "Width must be a positive multiple of 8.");
+        if (Height is int h && (h <= 0 || h % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Height), h, "Height must be a positive multiple of 8.");
+        if (NegativePrompts is { Count: > 1 } n && n.Count != Prompts.Count)
+            throw new ArgumentException($"Give one negative prompt, or one per prompt ({Prompts.Count}); got {n.Count}.");
+        if (ClipSkip < 0) throw new ArgumentOutOfRangeException(nameof(ClipSkip), ClipSkip, "Clip skip cannot be negative.");
+    }
+}
+
+/// <summary>Progress of a generation: one report per denoising step.</summary>
+public sealed record DenoiseProgress(int Image, int ImageCount, int Step, int StepCount, TimeSpan Elapsed);
+
+/// <summary>One generated image: [3,H,W] float in [0,1] on the CPU, with what made it.</summary>
+public sealed record GeneratedImage(
+    TorchSharp.torch.Tensor Pixels, string Prompt, string NegativePrompt, long Seed, int Steps, double GuidanceScale,
+    string Scheduler, int Width, int Height, TimeSpan Duration, int Index);

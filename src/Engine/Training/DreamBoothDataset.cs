@@ -1,0 +1,52 @@
+using DreamBooth.Engine.IO;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Training;
+
+/// <summary>
+/// diffusers' DreamBoothDataset: one prompt for all instance images, item i pairs instance i % n with class i % m,
+/// length max(n, m) with prior preservation (else n). Images: EXIF orientation, RGB, shorter side resized (bilinear)
+/// to the resolution, center or random crop, optional horizontal flip, normalised to [-1, 1]. Random choices come
+/// from the trainer's serialisable generator so a resumed run sees the same crops.
+/// </summary>
+public sealed class DreamBoothDataset
+{
+    public IReadOnlyList<string> InstanceImages { get; }
+    public IReadOnlyList<string> ClassImages { get; }
+    public int Resolution { get; }
+    public bool CenterCrop { get; }
+    public bool RandomFlip { get; }
+    public int Length => ClassImages.Count > 0 ? Math.Max(InstanceImages.Count, ClassImages.Count) : InstanceImages.Count;
+
+    public DreamBoothDataset(IReadOnlyList<string> instanceImages, IReadOnlyList<string> classImages, int resolution, bool centerCrop, bool randomFlip)
+    {
+        if (instanceImages.Count == 0) throw new ArgumentException("There are no instance images.");
+        InstanceImages = instanceImages; ClassImages = classImages;
+        Resolution = resolution; CenterCrop = centerCrop; RandomFlip = randomFlip;
+    }
+
+    /// <summary>Opens the folders: images only (sorted by name); class images capped at <paramref name="numClassImages"/> as diffusers does.</summary>
+    public static DreamBoothDataset FromFolders(string instanceDir, string? classDir, int numClassImages, int resolution, bool centerCrop, bool randomFlip)
+    {
+        var instances = ImageFiles.List(instanceDir);
+        if (instances.Count == 0)
+            throw new ArgumentException($"Instance folder '{instanceDir}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
+        var classes = classDir is null ? (IReadOnlyList<string>)Array.Empty<string>() : ImageFiles.List(classDir).Take(numClassImages).ToList();
+        return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip);
+    }
+
+    /// <summary>Pixel tensors [3,R,R] in [-1,1] for dataset item <paramref name="index"/>: (instance, class or null).</summary>
+    public (Tensor Instance, Tensor? Class) Get(int index, TrainingRandom random)
+    {
+        var inst = Load(InstanceImages[index % InstanceImages.Count], random);
+        var cls = ClassImages.Count > 0 ? Load(ClassImages[index % ClassImages.Count], random) : null;
+        return (inst, cls);
+    }
+
+    Tensor Load(string path, TrainingRandom random)
+    {
+        using var image = ImageLoader.LoadRgb(path);
+        return ImageTransforms.ToTrainingTensor(image, Resolution, CenterCrop, RandomFlip, random);
+    }
+}

@@ -1,0 +1,57 @@
+using DreamBooth.Engine.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Training;
+
+/// <summary>The losses of one DreamBooth forward pass (total is what is back-propagated).</summary>
+public sealed record DreamBoothLossResult(Tensor Loss, Tensor InstanceLoss, Tensor? PriorLoss, Tensor ModelPrediction, Tensor Target, Tensor NoisyLatents);
+
+/// <summary>
+/// train_dreambooth.py's loss: noisy latents by DDPM add_noise, target = noise (epsilon) or velocity (v_prediction),
+/// instance half and class half of one concatenated batch, loss = MSE(instance) + w·MSE(prior). With min-SNR the
+/// instance loss is weighted per sample using the instance half of the timesteps (diffusers uses all of them, its
+/// issue 5791); the prior loss is never weighted.
+/// </summary>
+public static class DreamBoothLoss
+{
+    /// <param name="unetForward">(noisy latents, timesteps, encoder hidden states) → model prediction.</param>
+    public static DreamBoothLossResult Compute(
+        Func<Tensor, Tensor, Tensor, Tensor> unetForward, DDPMScheduler noiseScheduler,
+        Tensor latents, Tensor noise, Tensor timesteps, Tensor encoderHiddenStates,
+        bool withPriorPreservation, double priorLossWeight, double? snrGamma)
+    {
+        var noisy = noiseScheduler.AddNoise(latents, noise, timesteps);
+        var pred = unetForward(noisy, timesteps, encoderHiddenStates).to(ScalarType.Float32);
+        var prediction = noiseScheduler.Config.PredictionType;
+        Tensor target = prediction switch
+        {
+            "epsilon" => noise,
+            "v_prediction" => noiseScheduler.GetVelocity(latents, noise, timesteps),
+            _ => throw new NotSupportedException($"Unknown prediction_type '{prediction}' in the model's scheduler config (epsilon or v_prediction)."),
+        };
+        target = target.to(ScalarType.Float32);
+
+        Tensor instPred = pred, instTarget = target, instT = timesteps;
+        Tensor? priorLoss = null;
+        if (withPriorPreservation)
+        {
+            var p = pred.chunk(2, 0); var t = target.chunk(2, 0);
+            instPred = p[0]; instTarget = t[0]; instT = timesteps.chunk(2, 0)[0];
+            priorLoss = nn.functional.mse_loss(p[1], t[1], nn.Reduction.Mean);
+        }
+
+        Tensor instanceLoss;
+        if (snrGamma is double gamma)
+        {
+            var weights = MinSnr.Weights(noiseScheduler.AlphasCumprod, instT, gamma, prediction).to(instPred.device);
+            var perSample = nn.functional.mse_loss(instPred, instTarget, nn.Reduction.None)
+                .mean(Enumerable.Range(1, (int)instPred.dim() - 1).Select(i => (long)i).ToArray());
+            instanceLoss = (perSample * weights).mean();
+        }
+        else instanceLoss = nn.functional.mse_loss(instPred, instTarget, nn.Reduction.Mean);
+
+        var loss = priorLoss is null ? instanceLoss : instanceLoss + priorLossWeight * priorLoss;
+        return new DreamBoothLossResult(loss, instanceLoss, priorLoss, pred, target, noisy);
+    }
+}

@@ -1,0 +1,98 @@
+using System.Text.Json.Serialization;
+
+namespace DreamBooth.Engine.Training;
+
+/// <summary>
+/// Every setting of a DreamBooth run, named after diffusers' train_dreambooth.py flags (see docs/parameters.md).
+/// Stored whole in each checkpoint so a resume continues with exactly the same settings.
+/// </summary>
+public sealed record DreamBoothOptions
+{
+    public required string Model { get; init; }
+    public required string InstanceDataDirectory { get; init; }
+    public required string InstancePrompt { get; init; }
+    public string? ClassDataDirectory { get; init; }
+    public string? ClassPrompt { get; init; }
+    public bool WithPriorPreservation { get; init; }
+    public double PriorLossWeight { get; init; } = 1.0;
+    public int NumClassImages { get; init; } = 100;
+    public int SampleBatchSize { get; init; } = 4;
+    /// <summary>Steps for class-image generation (diffusers uses the pipeline default, 50).</summary>
+    public int ClassImageSteps { get; init; } = 50;
+    public int Resolution { get; init; } = 512;
+    public bool CenterCrop { get; init; }
+    public bool RandomFlip { get; init; }
+    public int TrainBatchSize { get; init; } = 1;
+    public int GradientAccumulationSteps { get; init; } = 1;
+    public double LearningRate { get; init; } = 5e-6;
+    public bool ScaleLearningRate { get; init; }
+    public string LearningRateScheduler { get; init; } = "constant";
+    public int LearningRateWarmupSteps { get; init; }
+    public int LearningRateNumCycles { get; init; } = 1;
+    public double LearningRatePower { get; init; } = 1.0;
+    public int? MaxTrainSteps { get; init; }
+    public int NumTrainEpochs { get; init; } = 1;
+    public bool TrainTextEncoder { get; init; }
+    public double AdamBeta1 { get; init; } = 0.9;
+    public double AdamBeta2 { get; init; } = 0.999;
+    public double AdamWeightDecay { get; init; } = 1e-2;
+    public double AdamEpsilon { get; init; } = 1e-8;
+    public double MaxGradNorm { get; init; } = 1.0;
+    public long Seed { get; init; }
+    public int CheckpointingSteps { get; init; } = 500;
+    public int? CheckpointsTotalLimit { get; init; }
+    public IReadOnlyList<string> ValidationPrompts { get; init; } = Array.Empty<string>();
+    public int NumValidationImages { get; init; } = 4;
+    public int ValidationSteps { get; init; } = 100;
+    public string ValidationScheduler { get; init; } = "DPMSolverMultistepScheduler";
+    public int ValidationInferenceSteps { get; init; } = 25;
+    public bool OffsetNoise { get; init; }
+    public double? SnrGamma { get; init; }
+    public required string OutputDirectory { get; init; }
+    public string Device { get; init; } = "auto";
+    /// <summary>no, fp16 or bf16 (diffusers' --mixed_precision). Trainable weights stay fp32.</summary>
+    public string MixedPrecision { get; init; } = "no";
+    // Memory recipes (issue: memory and precision): their place is ready; the trainer refuses what it cannot do yet.
+    public bool GradientCheckpointing { get; init; }
+    public bool Use8BitAdam { get; init; }
+    public bool SetGradsToNone { get; init; }
+    public bool OffloadOptimizerState { get; init; }
+    public bool CacheLatents { get; init; }
+
+    /// <summary>Checks ranges and combinations before any work starts; messages say what to change.</summary>
+    public void Validate()
+    {
+        static void Range(bool ok, string name, object value, string rule) { if (!ok) throw new ArgumentOutOfRangeException(name, value, $"-{name} {rule} (got {value})."); }
+        if (string.IsNullOrWhiteSpace(InstancePrompt)) throw new ArgumentException("-InstancePrompt is required, e.g. 'a photo of sks dog'.");
+        Range(Resolution > 0 && Resolution % 8 == 0, nameof(Resolution), Resolution, "must be a positive multiple of 8");
+        Range(TrainBatchSize >= 1, nameof(TrainBatchSize), TrainBatchSize, "must be at least 1");
+        Range(GradientAccumulationSteps >= 1, nameof(GradientAccumulationSteps), GradientAccumulationSteps, "must be at least 1");
+        Range(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be a positive number");
+        Range(MaxTrainSteps is null or >= 1, nameof(MaxTrainSteps), MaxTrainSteps!, "must be at least 1");
+        Range(NumTrainEpochs >= 1, nameof(NumTrainEpochs), NumTrainEpochs, "must be at least 1");
+        Range(CheckpointingSteps >= 1, nameof(CheckpointingSteps), CheckpointingSteps, "must be at least 1");
+        Range(CheckpointsTotalLimit is null or >= 1, nameof(CheckpointsTotalLimit), CheckpointsTotalLimit!, "must be at least 1");
+        Range(PriorLossWeight >= 0, nameof(PriorLossWeight), PriorLossWeight, "cannot be negative");
+        Range(NumClassImages >= 1, nameof(NumClassImages), NumClassImages, "must be at least 1");
+        Range(SampleBatchSize >= 1, nameof(SampleBatchSize), SampleBatchSize, "must be at least 1");
+        Range(MaxGradNorm > 0, nameof(MaxGradNorm), MaxGradNorm, "must be positive");
+        Range(AdamBeta1 is >= 0 and < 1, nameof(AdamBeta1), AdamBeta1, "must be in [0, 1)");
+        Range(AdamBeta2 is >= 0 and < 1, nameof(AdamBeta2), AdamBeta2, "must be in [0, 1)");
+        Range(AdamEpsilon > 0, nameof(AdamEpsilon), AdamEpsilon, "must be positive");
+        Range(AdamWeightDecay >= 0, nameof(AdamWeightDecay), AdamWeightDecay, "cannot be negative");
+        Range(LearningRateWarmupSteps >= 0, nameof(LearningRateWarmupSteps), LearningRateWarmupSteps, "cannot be negative");
+        Range(ValidationSteps >= 1, nameof(ValidationSteps), ValidationSteps, "must be at least 1");
+        Range(NumValidationImages >= 1, nameof(NumValidationImages), NumValidationImages, "must be at least 1");
+        Range(SnrGamma is null or > 0, nameof(SnrGamma), SnrGamma!, "must be positive");
+        if (WithPriorPreservation)
+        {
+            if (string.IsNullOrWhiteSpace(ClassDataDirectory)) throw new ArgumentException("-WithPriorPreservation needs -ClassDataDirectory (a folder for class images; missing ones are generated).");
+            if (string.IsNullOrWhiteSpace(ClassPrompt)) throw new ArgumentException("-WithPriorPreservation needs -ClassPrompt, e.g. 'a photo of dog'.");
+        }
+        if (MixedPrecision is not ("no" or "fp16" or "bf16")) throw new ArgumentException($"-MixedPrecision must be no, fp16 or bf16 (got '{MixedPrecision}').");
+        if (CacheLatents && (!CenterCrop || RandomFlip))
+            throw new ArgumentException("-CacheLatents encodes each image once, so it needs -CenterCrop and no -RandomFlip (random crops and flips would be frozen).");
+    }
+
+    [JsonIgnore] public bool HasValidation => ValidationPrompts.Count > 0;
+}

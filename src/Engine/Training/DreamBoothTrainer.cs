@@ -1,0 +1,407 @@
+using System.Diagnostics;
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Models.Autoencoders;
+using DreamBooth.Engine.Models.TextEncoders;
+using DreamBooth.Engine.Models.Unets;
+using DreamBooth.Engine.Pipelines;
+using DreamBooth.Engine.Schedulers;
+using DreamBooth.Engine.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Training;
+
+/// <summary>
+/// diffusers' train_dreambooth.py as an engine type: class images, dataset, VAE-encoded latents, noise and timesteps
+/// from one seeded generator, the DreamBooth loss, clipping, AdamW, LR schedule, atomic inference-ready checkpoints
+/// that resume exactly, validation images, and the final pipeline folder.
+/// </summary>
+public sealed class DreamBoothTrainer : IDisposable
+{
+    readonly DreamBoothOptions _o;
+    readonly TrainingEvents _events;
+    readonly Device _device;
+    readonly ScalarType _frozenDType;
+    readonly ModelSource _source;
+
+    ClipTokenizer _tokenizer = null!;
+    ClipTextModel _textEncoder = null!;
+    UNet2DConditionModel _unet = null!;
+    AutoencoderKL _vae = null!;
+    DDPMScheduler _noiseScheduler = null!;
+    ConfigJson _schedulerConfig = null!;
+    AdamW _optimizer = null!;
+    Func<int, double> _lrLambda = null!;
+    DreamBoothDataset _dataset = null!;
+    List<(string Name, Parameter Param)> _trainable = null!;
+    readonly List<CheckpointInfo> _checkpoints = new();
+
+    // Run state: everything a checkpoint must hold to continue bit-identically.
+    TrainingState _state = null!;
+    TrainingState? _lastSync;
+
+    DreamBoothTrainer(DreamBoothOptions options, TrainingEvents events)
+    {
+        _o = options;
+        _events = events;
+        _device = DeviceSelection.Parse(options.Device);
+        _frozenDType = options.MixedPrecision switch { "fp16" => ScalarType.Float16, "bf16" => ScalarType.BFloat16, _ => ScalarType.Float32 };
+        _source = ModelSource.Resolve(options.Model);
+    }
+
+    /// <summary>Starts a new run. Validates everything before loading weights.</summary>
+    public static TrainingResult Train(DreamBoothOptions options, TrainingEvents events, CancellationToken cancellation)
+    {
+        Preflight(options);
+        using var trainer = new DreamBoothTrainer(options, events);
+        return trainer.Run(null, cancellation);
+    }
+
+    /// <summary>Continues from OUTPUT (latest checkpoint) or OUTPUT/checkpoint-N, optionally to a new step count.</summary>
+    public static TrainingResult Resume(string path, int? maxTrainSteps, TrainingEvents events, CancellationToken cancellation)
+    {
+        var checkpoint = CheckpointStore.FindForResume(path);
+        var state = CheckpointStore.ReadState(checkpoint);
+        // The run continues beside its checkpoint, wherever the output folder lives now.
+        var options = state.Options with
+        {
+            MaxTrainSteps = maxTrainSteps ?? state.Options.MaxTrainSteps,
+            OutputDirectory = Path.GetDirectoryName(Path.GetFullPath(checkpoint))!,
+        };
+        if (maxTrainSteps is int m && m <= state.GlobalStep)
+            throw new ArgumentOutOfRangeException(nameof(maxTrainSteps), m, $"The checkpoint is already at step {state.GlobalStep}; -MaxTrainSteps must be larger to train further.");
+        Preflight(options, resuming: true);
+        using var trainer = new DreamBoothTrainer(options, events);
+        return trainer.Run((checkpoint, state), cancellation);
+    }
+
+    /// <summary>Input checks that must fail before any long work: folders, images, output writability.</summary>
+    public static void Preflight(DreamBoothOptions o, bool resuming = false)
+    {
+        o.Validate();
+        ModelSource.Resolve(o.Model).ToString();
+        DiffusersPipelineFolder.Open(ModelSource.Resolve(o.Model).BaseModel);
+        if (!Directory.Exists(o.InstanceDataDirectory))
+            throw new DirectoryNotFoundException($"Instance folder '{o.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
+        var instances = ImageFiles.List(o.InstanceDataDirectory);
+        if (instances.Count == 0)
+            throw new ArgumentException($"Instance folder '{o.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
+        foreach (var f in instances) ImageLoader.Probe(f);   // unreadable images fail now, naming the file
+        if (o.WithPriorPreservation && Directory.Exists(o.ClassDataDirectory!))
+            foreach (var f in ImageFiles.List(o.ClassDataDirectory!).Take(o.NumClassImages)) ImageLoader.Probe(f);
+        try
+        {
+            Directory.CreateDirectory(o.OutputDirectory);
+            var probe = Path.Combine(o.OutputDirectory, ".write-test-" + Guid.NewGuid().ToString("N"));
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UnauthorizedAccessException($"Cannot write to output folder '{o.OutputDirectory}': {e.Message} Choose a folder you can write to.", e);
+        }
+        if (!resuming && CheckpointStore.List(o.OutputDirectory).Count > 0)
+            throw new InvalidOperationException($"'{o.OutputDirectory}' already holds checkpoints of a run. Continue it with Resume-DreamBoothTraining -Path '{o.OutputDirectory}', or choose another -OutputDirectory.");
+    }
+
+    TrainingResult Run((string Path, TrainingState State)? resume, CancellationToken cancellation)
+    {
+        var total = Stopwatch.StartNew();
+        torch.set_num_threads(Math.Max(1, Environment.ProcessorCount));
+        if (_o.WithPriorPreservation) EnsureClassImages(cancellation);
+
+        Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
+        LoadModels(resume?.Path);
+        _dataset = DreamBoothDataset.FromFolders(_o.InstanceDataDirectory, _o.WithPriorPreservation ? _o.ClassDataDirectory : null,
+            _o.NumClassImages, _o.Resolution, _o.CenterCrop, _o.RandomFlip);
+
+        int batchesPerEpoch = (_dataset.Length + _o.TrainBatchSize - 1) / _o.TrainBatchSize;
+        int stepsPerEpoch = (batchesPerEpoch + _o.GradientAccumulationSteps - 1) / _o.GradientAccumulationSteps;
+        int maxSteps = _o.MaxTrainSteps ?? _o.NumTrainEpochs * stepsPerEpoch;
+        int epochs = (maxSteps + stepsPerEpoch - 1) / stepsPerEpoch;
+        double lr = _o.ScaleLearningRate ? _o.LearningRate * _o.GradientAccumulationSteps * _o.TrainBatchSize : _o.LearningRate;
+        _lrLambda = LearningRateSchedules.Create(_o.LearningRateScheduler, _o.LearningRateWarmupSteps, maxSteps, _o.LearningRateNumCycles, _o.LearningRatePower);
+        CreateOptimizer();
+
+        if (resume is { } r)
+        {
+            _state = r.State;
+            _optimizer.LoadState(Path.Combine(r.Path, CheckpointStore.OptimizerFile));
+            _events.Log?.Invoke($"Resuming from {r.Path} at step {_state.GlobalStep} (epoch {_state.Epoch}, batch {_state.BatchInEpoch}).");
+        }
+        else
+        {
+            _state = TrainingState.New(_o, _source.BaseModel);
+        }
+        using var generator = new torch.Generator((ulong)_o.Seed);
+        if (_state.GeneratorState is not null) { using var s = torch.tensor(_state.GeneratorState); generator.set_state(s); }
+        var random = new TrainingRandom(_state.DataRandomState ?? TrainingRandom.SeedState(_o.Seed));
+
+        _events.Log?.Invoke("***** Running training *****");
+        _events.Log?.Invoke($"  Num examples = {_dataset.Length}");
+        _events.Log?.Invoke($"  Num batches each epoch = {batchesPerEpoch}");
+        _events.Log?.Invoke($"  Num Epochs = {epochs}");
+        _events.Log?.Invoke($"  Instantaneous batch size per device = {_o.TrainBatchSize}");
+        _events.Log?.Invoke($"  Gradient Accumulation steps = {_o.GradientAccumulationSteps}");
+        _events.Log?.Invoke($"  Total optimization steps = {maxSteps}");
+
+        _unet.train();
+        if (_o.TrainTextEncoder) _textEncoder.train();
+        var stepClock = Stopwatch.StartNew();
+        int stepsThisSession = 0;
+        double lastLoss = double.NaN;
+        bool completed = true;
+        _lastSync = _state.Snapshot(generator, random);
+
+        try
+        {
+            for (int epoch = _state.Epoch; epoch < epochs && _state.GlobalStep < maxSteps; epoch++)
+            {
+                if (_state.EpochOrder is null || _state.Epoch != epoch)
+                {
+                    _state.Epoch = epoch;
+                    _state.BatchInEpoch = 0;
+                    _state.EpochOrder = random.Permutation(_dataset.Length);
+                }
+                int micro = 0;
+                double accumulated = 0;
+                for (int b = _state.BatchInEpoch; b < batchesPerEpoch; b++)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    var indices = _state.EpochOrder.Skip(b * _o.TrainBatchSize).Take(_o.TrainBatchSize).ToArray();
+                    accumulated += TrainMicroBatch(indices, generator, random);
+                    micro++;
+                    bool endOfEpoch = b == batchesPerEpoch - 1;
+                    if (micro % _o.GradientAccumulationSteps != 0 && !endOfEpoch) continue;
+
+                    double gradNorm = GradientClipping.ClipGradNorm(_trainable.Select(p => p.Param), _o.MaxGradNorm);
+                    double stepLr = lr * _lrLambda(_state.GlobalStep);
+                    if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr);
+                    else _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: gradient norm is {gradNorm}; the update was skipped so the weights stay intact.");
+                    _optimizer.ZeroGrad(_o.SetGradsToNone);
+                    _state.GlobalStep++;
+                    _state.BatchInEpoch = b + 1;
+                    lastLoss = accumulated / Math.Max(1, micro);
+                    _state.SmoothedLoss = double.IsNaN(_state.SmoothedLoss) ? lastLoss : 0.9 * _state.SmoothedLoss + 0.1 * lastLoss;
+                    accumulated = 0; micro = 0;
+                    stepsThisSession++;
+                    _lastSync = _state.Snapshot(generator, random);
+
+                    double rate = stepsThisSession / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
+                    Report("training", _state.GlobalStep, maxSteps, epoch, lastLoss, _state.SmoothedLoss, stepLr, total.Elapsed, null, rate);
+
+                    if (_state.GlobalStep % _o.CheckpointingSteps == 0 && _state.GlobalStep < maxSteps)
+                        SaveCheckpoint(_lastSync, lastLoss, stepLr);
+                    if (_o.HasValidation && _state.GlobalStep % _o.ValidationSteps == 0)
+                        Validate(_state.GlobalStep, cancellation);
+                    if (_state.GlobalStep >= maxSteps) break;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Ctrl+C: keep what was learned up to the last optimizer step, resumable.
+            completed = false;
+            if (_lastSync is not null && stepsThisSession > 0)
+            {
+                _events.Log?.Invoke($"Stopping: saving a resumable checkpoint at step {_lastSync.GlobalStep}.");
+                SaveCheckpoint(_lastSync, lastLoss, lr * _lrLambda(Math.Max(0, _lastSync.GlobalStep - 1)), prune: false);
+            }
+            throw;
+        }
+
+        Report("saving", _state.GlobalStep, maxSteps, _state.Epoch, lastLoss, _state.SmoothedLoss, 0, total.Elapsed, "Saving the pipeline to " + _o.OutputDirectory);
+        SaveCheckpoint(_lastSync!, lastLoss, lr * _lrLambda(Math.Max(0, _state.GlobalStep - 1)), prune: true, final: true);
+        SavePipeline();
+        return new TrainingResult(Path.GetFullPath(_o.OutputDirectory), _state.GlobalStep, _state.Epoch + 1, lastLoss, total.Elapsed,
+            completed, _checkpoints.ToList(), _o);
+    }
+
+    /// <summary>One forward/backward on a micro-batch; returns its loss (before division by the accumulation steps).</summary>
+    double TrainMicroBatch(int[] indices, torch.Generator generator, TrainingRandom random)
+    {
+        using var scope = torch.NewDisposeScope();
+        var instance = new List<Tensor>(); var cls = new List<Tensor>();
+        foreach (var i in indices)
+        {
+            var (a, c) = _dataset.Get(i, random);
+            instance.Add(a); if (c is not null) cls.Add(c);
+        }
+        var pixels = torch.stack(instance.Concat(cls).ToArray()).to(_device, _frozenDType);
+        var prompts = Enumerable.Repeat(_o.InstancePrompt, instance.Count).Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", cls.Count)).ToList();
+        var ids = _tokenizer.EncodeBatch(prompts).ToTensor().to(_device);
+
+        Tensor latents;
+        using (torch.no_grad())
+        {
+            var dist = _vae.Encode(pixels);
+            latents = (dist.Sample(generator) * _vae.ScalingFactor).to(ScalarType.Float32);
+        }
+        var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
+        if (_o.OffsetNoise)
+            noise = noise + 0.1 * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
+        var timesteps = torch.randint(0, _noiseScheduler.Config.NumTrainTimesteps, new[] { latents.shape[0] }, dtype: ScalarType.Int64, generator: generator).to(_device);
+
+        Tensor context;
+        if (_o.TrainTextEncoder) context = _textEncoder.Forward(ids).LastHiddenState;
+        else using (torch.no_grad()) context = _textEncoder.Forward(ids).LastHiddenState.to(ScalarType.Float32);
+
+        var result = DreamBoothLoss.Compute((x, t, c) => _unet.forward(x, t, c), _noiseScheduler, latents, noise, timesteps, context,
+            _o.WithPriorPreservation, _o.PriorLossWeight, _o.SnrGamma);
+        var loss = result.Loss / _o.GradientAccumulationSteps;
+        loss.backward();
+        GradientCheckpoint.ThrowPendingError();
+        return result.Loss.item<float>();
+    }
+
+    void LoadModels(string? resumeCheckpoint)
+    {
+        var layout = DiffusersPipelineFolder.Open(_source.BaseModel);
+        _tokenizer = ClipTokenizer.FromPretrained(layout.ComponentDirectory("tokenizer"));
+        // Trainable weights are fp32 master weights; frozen ones may be held in the mixed-precision dtype.
+        string unetDir = resumeCheckpoint is not null ? Path.Combine(resumeCheckpoint, "unet") : _source.UnetDirectory ?? layout.ComponentDirectory("unet");
+        string teDir = resumeCheckpoint is not null && _o.TrainTextEncoder ? Path.Combine(resumeCheckpoint, "text_encoder")
+            : _source.TextEncoderDirectory ?? layout.ComponentDirectory("text_encoder");
+        _unet = UNet2DConditionModel.FromPretrained(unetDir, ScalarType.Float32, _device);
+        _textEncoder = ClipTextModel.FromPretrained(teDir, _o.TrainTextEncoder ? ScalarType.Float32 : _frozenDType, _device);
+        _vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), _frozenDType, _device);
+        _schedulerConfig = ConfigJson.Load(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
+        _noiseScheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler", _schedulerConfig);
+        foreach (var p in _vae.parameters()) p.requires_grad = false;
+        if (!_o.TrainTextEncoder) foreach (var p in _textEncoder.parameters()) p.requires_grad = false;
+        _vae.eval();
+        _textEncoder.eval();
+        if (_o.GradientCheckpointing)
+        {
+            _unet.GradientCheckpointing = true;
+            _unet.CheckpointRunner = GradientCheckpoint.Run;
+            if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.Run; }
+        }
+        _trainable = _unet.named_parameters().Select(p => ("unet." + p.name, p.parameter)).ToList();
+        if (_o.TrainTextEncoder) _trainable.AddRange(_textEncoder.named_parameters().Select(p => ("text_encoder." + p.name, p.parameter)));
+    }
+
+    void CreateOptimizer()
+    {
+        _optimizer = new AdamW(_trainable, _o.AdamBeta1, _o.AdamBeta2, _o.AdamEpsilon, _o.AdamWeightDecay,
+            use8Bit: _o.Use8BitAdam, stateDevice: _o.OffloadOptimizerState ? torch.CPU : null);
+    }
+
+    void EnsureClassImages(CancellationToken cancellation)
+    {
+        var plan = ClassImageGenerator.Inspect(_o.ClassDataDirectory!, _o.NumClassImages);
+        _events.Log?.Invoke($"Class images in '{plan.Directory}': found {plan.Existing}, generating {plan.Missing}.");
+        if (plan.Missing == 0) return;
+        var dtype = DeviceSelection.ParsePrecision(null, _device);
+        using var pipeline = PipelineCache.Load(_source, dtype, _device);   // freed before training starts
+        var sw = Stopwatch.StartNew();
+        var options = new TextToImageOptions
+        {
+            Prompts = new[] { _o.ClassPrompt! }, Steps = _o.ClassImageSteps, BatchSize = _o.SampleBatchSize,
+            Seed = _o.Seed, Width = _o.Resolution, Height = _o.Resolution,
+        };
+        int done = 0;
+        ClassImageGenerator.Generate(pipeline, plan, options,
+            new InlineProgress<DenoiseProgress>(p => Report("class-images", p.Image, plan.Missing, 0, null, null, 0, sw.Elapsed,
+                $"Class image {p.Image + 1}/{plan.Missing}, step {p.Step}/{p.StepCount}")),
+            cancellation, _ => done++);
+        _events.Log?.Invoke($"Generated {done} class image(s) in {sw.Elapsed.TotalSeconds:F1} s.");
+    }
+
+    void SaveCheckpoint(TrainingState snapshot, double loss, double lr, bool prune = true, bool final = false)
+    {
+        if (prune && _o.CheckpointsTotalLimit is int limit)
+            CheckpointStore.Prune(_o.OutputDirectory, limit - 1, _events.ConfirmDelete, _events.Log);
+        var path = CheckpointStore.Save(_o.OutputDirectory, snapshot, dir =>
+        {
+            _unet.SavePretrained(Path.Combine(dir, "unet"));
+            if (_o.TrainTextEncoder) _textEncoder.SavePretrained(Path.Combine(dir, "text_encoder"));
+            _optimizer.SaveState(Path.Combine(dir, CheckpointStore.OptimizerFile));
+        });
+        var info = new CheckpointInfo(path, snapshot.GlobalStep, snapshot.Epoch, loss, lr, DateTime.Now);
+        _checkpoints.Add(info);
+        _events.CheckpointSaved?.Invoke(info);
+        _events.Log?.Invoke($"Saved state to {path}");
+    }
+
+    void Validate(int step, CancellationToken cancellation)
+    {
+        _unet.eval();
+        try
+        {
+            var pipeline = new StableDiffusionPipeline(_tokenizer, _textEncoder, _unet, _vae, _schedulerConfig, _device, ScalarType.Float32)
+            { SourcePath = _o.OutputDirectory };
+            var dir = Path.Combine(_o.OutputDirectory, "validation", $"step-{step}");
+            Directory.CreateDirectory(dir);
+            var options = new TextToImageOptions
+            {
+                Prompts = _o.ValidationPrompts, ImagesPerPrompt = _o.NumValidationImages, Steps = _o.ValidationInferenceSteps,
+                Scheduler = _o.ValidationScheduler, Seed = _o.Seed, Width = _o.Resolution, Height = _o.Resolution,
+            };
+            // The pipeline wraps the training modules: it must not dispose them, so it is not disposed.
+            pipeline.Generate(options, null, cancellation, img =>
+            {
+                var path = Path.Combine(dir, $"{img.Index:D3}-seed{img.Seed}.png");
+                PngWriter.Save(img.Pixels, path, GenerationMetadata.For(img, _o.OutputDirectory));
+                _events.ValidationImage?.Invoke(new ValidationImageInfo(path, step, img.Prompt, img.Seed));
+            });
+        }
+        finally
+        {
+            _unet.train();
+        }
+    }
+
+    /// <summary>The full pipeline in diffusers layout: trained parts saved, the rest copied from the base model.</summary>
+    void SavePipeline()
+    {
+        var output = Path.GetFullPath(_o.OutputDirectory);
+        var layout = DiffusersPipelineFolder.Open(_source.BaseModel);
+        var staging = Path.Combine(output, ".pipeline-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(staging);
+        try
+        {
+            _unet.SavePretrained(Path.Combine(staging, "unet"));
+            if (_o.TrainTextEncoder) _textEncoder.SavePretrained(Path.Combine(staging, "text_encoder"));
+            foreach (var component in new[] { "text_encoder", "vae", "tokenizer", "scheduler" })
+            {
+                if (component == "text_encoder" && _o.TrainTextEncoder) continue;
+                string src = component == "text_encoder" && _source.TextEncoderDirectory is not null ? _source.TextEncoderDirectory : layout.ComponentDirectory(component);
+                CopyDirectory(src, Path.Combine(staging, component));
+            }
+            File.Copy(Path.Combine(layout.Root, "model_index.json"), Path.Combine(staging, "model_index.json"));
+            foreach (var entry in Directory.EnumerateFileSystemEntries(staging))
+            {
+                var dest = Path.Combine(output, Path.GetFileName(entry));
+                if (Directory.Exists(dest)) Directory.Delete(dest, true);
+                else if (File.Exists(dest)) File.Delete(dest);
+                if (Directory.Exists(entry)) Directory.Move(entry, dest); else File.Move(entry, dest);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, true);
+        }
+    }
+
+    static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.EnumerateFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)), true);
+        foreach (var d in Directory.EnumerateDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
+    }
+
+    void Report(string phase, int step, int total, int epoch, double? loss, double? smoothed, double lr, TimeSpan elapsed, string? message = null, double rate = 0)
+    {
+        TimeSpan? remaining = rate > 0 && total > step ? TimeSpan.FromSeconds((total - step) / rate) : null;
+        _events.Progress?.Invoke(new TrainingProgress(phase, step, total, epoch, loss, smoothed, lr, rate, elapsed, remaining, message));
+    }
+
+    public void Dispose()
+    {
+        _optimizer?.Dispose();
+        _unet?.Dispose();
+        _textEncoder?.Dispose();
+        _vae?.Dispose();
+    }
+}

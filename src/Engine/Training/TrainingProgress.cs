@@ -1,0 +1,29 @@
+namespace DreamBooth.Engine.Training;
+
+/// <summary>What the trainer reports as it goes. Phase: "class-images", "loading", "training", "validation", "saving".</summary>
+public sealed record TrainingProgress(
+    string Phase, int Step, int TotalSteps, int Epoch, double? Loss, double? SmoothedLoss, double LearningRate,
+    double StepsPerSecond, TimeSpan Elapsed, TimeSpan? Remaining, string? Message = null);
+
+/// <summary>A checkpoint the trainer wrote (inference-ready: -Model accepts its folder).</summary>
+public sealed record CheckpointInfo(string Path, int Step, int Epoch, double Loss, double LearningRate, DateTime Time);
+
+/// <summary>A validation image the trainer wrote.</summary>
+public sealed record ValidationImageInfo(string Path, int Step, string Prompt, long Seed);
+
+/// <summary>The finished run: the saved pipeline folder and what produced it.</summary>
+public sealed record TrainingResult(
+    string OutputDirectory, int Steps, int Epochs, double FinalLoss, TimeSpan Duration, bool Completed,
+    IReadOnlyList<CheckpointInfo> Checkpoints, DreamBoothOptions Options);
+
+/// <summary>Callbacks to the caller (the cmdlet): progress, log lines and produced artefacts.</summary>
+public sealed class TrainingEvents
+{
+    public Action<TrainingProgress>? Progress { get; init; }
+    public Action<string>? Log { get; init; }
+    public Action<CheckpointInfo>? CheckpointSaved { get; init; }
+    public Action<ValidationImageInfo>? ValidationImage { get; init; }
+    public Action<string>? Warning { get; init; }
+    /// <summary>Asked before deleting old checkpoints beyond the limit (ShouldProcess); null = yes.</summary>
+    public Func<string, bool>? ConfirmDelete { get; init; }
+}

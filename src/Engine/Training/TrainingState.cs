@@ -1,0 +1,44 @@
+using System.Text.Json.Serialization;
+using TorchSharp;
+
+namespace DreamBooth.Engine.Training;
+
+/// <summary>
+/// Where a run stands, written as dreambooth_checkpoint.json in every checkpoint: step, epoch, position in the
+/// epoch's data order, every RNG state, the smoothed loss and the full settings with the base model.
+/// </summary>
+public sealed class TrainingState
+{
+    [JsonPropertyName("format_version")] public int FormatVersion { get; set; } = 1;
+    [JsonPropertyName("base_model")] public string BaseModel { get; set; } = "";
+    [JsonPropertyName("global_step")] public int GlobalStep { get; set; }
+    [JsonPropertyName("epoch")] public int Epoch { get; set; }
+    /// <summary>Micro-batches of the current epoch already consumed.</summary>
+    [JsonPropertyName("batch_in_epoch")] public int BatchInEpoch { get; set; }
+    [JsonPropertyName("epoch_order")] public int[]? EpochOrder { get; set; }
+    [JsonPropertyName("generator_state")] public byte[]? GeneratorState { get; set; }
+    [JsonPropertyName("data_random_state")] public ulong[]? DataRandomState { get; set; }
+    [JsonPropertyName("smoothed_loss")] public double SmoothedLoss { get; set; } = double.NaN;
+    [JsonPropertyName("trained_components")] public string[] TrainedComponents { get; set; } = { "unet" };
+    [JsonPropertyName("engine_version")] public string EngineVersion { get; set; } = typeof(TrainingState).Assembly.GetName().Version?.ToString(3) ?? "";
+    [JsonPropertyName("saved_at")] public DateTime SavedAt { get; set; }
+    [JsonPropertyName("options")] public DreamBoothOptions Options { get; set; } = null!;
+
+    public static TrainingState New(DreamBoothOptions options, string baseModel) => new()
+    {
+        Options = options with { Model = baseModel },
+        BaseModel = baseModel,
+        TrainedComponents = options.TrainTextEncoder ? new[] { "unet", "text_encoder" } : new[] { "unet" },
+    };
+
+    /// <summary>A copy with the generators' current states, taken after each optimizer step.</summary>
+    public TrainingState Snapshot(torch.Generator generator, TrainingRandom random)
+    {
+        var copy = (TrainingState)MemberwiseClone();
+        copy.EpochOrder = EpochOrder?.ToArray();
+        using var state = generator.get_state();
+        copy.GeneratorState = state.bytes.ToArray();
+        copy.DataRandomState = random.State;
+        return copy;
+    }
+}

@@ -1,0 +1,140 @@
+using System.Management.Automation;
+using DreamBooth.Engine;
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Pipelines;
+
+namespace DreamBooth.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Generates images from text with a Stable Diffusion model, a DreamBooth output or a checkpoint.</para>
+/// </summary>
+[Cmdlet(VerbsLifecycle.Invoke, "DreamBoothInference")]
+[OutputType(typeof(DreamBoothImage))]
+public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
+{
+    /// <summary>A diffusers model folder, a training output folder, or a checkpoint-N folder.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName", "PSPath", "Path")]
+    [ValidateNotNullOrEmpty]
+    public string Model { get; set; } = "";
+
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string[] Prompt { get; set; } = Array.Empty<string>();
+
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public string? NegativePrompt { get; set; }
+
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateRange(1, 1000)]
+    public int Steps { get; set; } = 50;
+
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateRange(0.0, 100.0)]
+    public double GuidanceScale { get; set; } = 7.5;
+
+    /// <summary>Seed of the first image; image i uses Seed + i. Random when omitted (reported on each image).</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public long? Seed { get; set; }
+
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public int? Width { get; set; }
+
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public int? Height { get; set; }
+
+    /// <summary>Images per prompt.</summary>
+    [Parameter]
+    [ValidateRange(1, 10000)]
+    [Alias("NumImagesPerPrompt")]
+    public int Count { get; set; } = 1;
+
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int BatchSize { get; set; } = 1;
+
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(SchedulerNameCompleter))]
+    public string? Scheduler { get; set; }
+
+    [Parameter]
+    [ValidateRange(0, 12)]
+    public int ClipSkip { get; set; }
+
+    [Parameter]
+    public string OutputDirectory { get; set; } = "outputs";
+
+    /// <summary>auto (CUDA when present), cpu, cuda or cuda:N.</summary>
+    [Parameter]
+    public string Device { get; set; } = "auto";
+
+    /// <summary>auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16.</summary>
+    [Parameter]
+    [ValidateSet("auto", "fp32", "fp16", "bf16")]
+    public string Precision { get; set; } = "auto";
+
+    /// <summary>Load the model for this call only instead of keeping it cached for the next call.</summary>
+    [Parameter]
+    public SwitchParameter NoCache { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        if (Width is int w && (w <= 0 || w % 8 != 0))
+            ThrowInputError($"-Width must be a positive multiple of 8 (got {w}).", ErrorCategory.InvalidArgument, w, "InvalidWidth");
+        if (Height is int h && (h <= 0 || h % 8 != 0))
+            ThrowInputError($"-Height must be a positive multiple of 8 (got {h}).", ErrorCategory.InvalidArgument, h, "InvalidHeight");
+        if (Scheduler is not null && !Engine.Schedulers.SchedulerFactory.IsKnown(Scheduler))
+            ThrowInputError($"Unknown scheduler '{Scheduler}'. Known: {string.Join(", ", Engine.Schedulers.SchedulerFactory.KnownNames)}.",
+                ErrorCategory.InvalidArgument, Scheduler, "UnknownScheduler");
+
+        ModelSource source = null!;
+        try { source = ModelSource.Resolve(ResolvePath(Model)); DiffusersPipelineFolder.Open(source.BaseModel); }
+        catch (Exception e) { ThrowEngineError(e, Model, "ModelNotFound"); }
+
+        var outputDir = ResolvePath(OutputDirectory);
+        long seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue);
+        var options = new TextToImageOptions
+        {
+            Prompts = Prompt, NegativePrompts = NegativePrompt is null ? null : new[] { NegativePrompt },
+            ImagesPerPrompt = Count, Steps = Steps, GuidanceScale = GuidanceScale, Width = Width, Height = Height,
+            Seed = seed, Scheduler = Scheduler, BatchSize = BatchSize, ClipSkip = ClipSkip,
+        };
+        int total = Prompt.Length * Count;
+
+        RunOnWorker(ch =>
+        {
+            var device = DeviceSelection.Parse(Device);
+            var dtype = DeviceSelection.ParsePrecision(Precision, device);
+            ch.Progress(new ProgressRecord(1, "Generating images", $"Loading {source.Path}"));
+            using var lease = PipelineCache.Acquire(source, dtype, device, useCache: !NoCache);
+            Directory.CreateDirectory(outputDir);
+            var stamp = DateTime.Now.ToString("yyyyMMdd-HHmmss");
+            var progress = new InlineProgress<DenoiseProgress>(p => ch.Progress(new ProgressRecord(1, "Generating images",
+                $"Image {p.Image + 1}/{p.ImageCount}, step {p.Step}/{p.StepCount}")
+            { PercentComplete = (int)(100.0 * (p.Image * p.StepCount + p.Step) / Math.Max(1, p.ImageCount * p.StepCount)) }));
+            lease.Pipeline.Generate(options, progress, ch.Token, img =>
+            {
+                var path = UniqueFile(outputDir, $"{stamp}-{img.Index:D3}-{img.Seed}");
+                PngWriter.Save(img.Pixels, path, GenerationMetadata.For(img, source.Path));
+                ch.Output(ToImage(img, path, source.Path));
+                img.Pixels.Dispose();
+            });
+            ch.Progress(new ProgressRecord(1, "Generating images", "Done") { RecordType = ProgressRecordType.Completed });
+            return total;
+        });
+    }
+
+    internal static DreamBoothImage ToImage(GeneratedImage img, string path, string model, int? step = null) => new()
+    {
+        Path = path, Prompt = img.Prompt, NegativePrompt = img.NegativePrompt, Seed = img.Seed, Steps = img.Steps,
+        GuidanceScale = img.GuidanceScale, Scheduler = img.Scheduler, Width = img.Width, Height = img.Height,
+        Model = model, Duration = img.Duration, TrainingStep = step,
+    };
+
+    static string UniqueFile(string dir, string stem)
+    {
+        var path = System.IO.Path.Combine(dir, stem + ".png");
+        for (int n = 1; File.Exists(path); n++) path = System.IO.Path.Combine(dir, $"{stem}-{n}.png");
+        return path;
+    }
+}

@@ -1,0 +1,59 @@
+namespace DreamBooth.Cmdlets;
+
+/// <summary>diffusers' train_dreambooth.py flags and the Start-DreamBoothTraining parameters they map to (docs/parameters.md).</summary>
+public static class ParameterMap
+{
+    public static readonly IReadOnlyDictionary<string, string> DiffusersFlags = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["pretrained_model_name_or_path"] = "Model",
+        ["instance_data_dir"] = "InstanceDataDirectory",
+        ["instance_prompt"] = "InstancePrompt",
+        ["class_data_dir"] = "ClassDataDirectory",
+        ["class_prompt"] = "ClassPrompt",
+        ["with_prior_preservation"] = "WithPriorPreservation",
+        ["prior_loss_weight"] = "PriorLossWeight",
+        ["num_class_images"] = "NumClassImages",
+        ["sample_batch_size"] = "SampleBatchSize",
+        ["resolution"] = "Resolution",
+        ["center_crop"] = "CenterCrop",
+        ["random_flip"] = "RandomFlip",
+        ["train_batch_size"] = "TrainBatchSize",
+        ["gradient_accumulation_steps"] = "GradientAccumulationSteps",
+        ["learning_rate"] = "LearningRate",
+        ["scale_lr"] = "ScaleLearningRate",
+        ["lr_scheduler"] = "LearningRateScheduler",
+        ["lr_warmup_steps"] = "LearningRateWarmupSteps",
+        ["lr_num_cycles"] = "LearningRateNumCycles",
+        ["lr_power"] = "LearningRatePower",
+        ["max_train_steps"] = "MaxTrainSteps",
+        ["num_train_epochs"] = "NumTrainEpochs",
+        ["train_text_encoder"] = "TrainTextEncoder",
+        ["adam_beta1"] = "AdamBeta1",
+        ["adam_beta2"] = "AdamBeta2",
+        ["adam_weight_decay"] = "AdamWeightDecay",
+        ["adam_epsilon"] = "AdamEpsilon",
+        ["max_grad_norm"] = "MaxGradNorm",
+        ["seed"] = "Seed",
+        ["checkpointing_steps"] = "CheckpointingSteps",
+        ["checkpoints_total_limit"] = "CheckpointsTotalLimit",
+        ["validation_prompt"] = "ValidationPrompt",
+        ["num_validation_images"] = "NumValidationImages",
+        ["validation_steps"] = "ValidationSteps",
+        ["validation_scheduler"] = "ValidationScheduler",
+        ["offset_noise"] = "OffsetNoise",
+        ["snr_gamma"] = "SnrGamma",
+        ["output_dir"] = "OutputDirectory",
+        ["mixed_precision"] = "MixedPrecision",
+        ["gradient_checkpointing"] = "GradientCheckpointing",
+        ["use_8bit_adam"] = "Use8BitAdam",
+        ["set_grads_to_none"] = "SetGradsToNone",
+        ["enable_xformers_memory_efficient_attention"] = "MemoryEfficientAttention",
+    };
+
+    /// <summary>A config-file key as our parameter name ("learning_rate" → LearningRate; "LearningRate" unchanged).</summary>
+    public static string ToParameterName(string key)
+    {
+        var k = key.TrimStart('-');
+        return DiffusersFlags.TryGetValue(k, out var name) ? name : k;
+    }
+}

@@ -1,0 +1,38 @@
+using System.Management.Automation;
+using DreamBooth.Engine.Training;
+
+namespace DreamBooth.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Continues a DreamBooth run exactly where a checkpoint left it (the latest, or a given checkpoint-N).</para>
+/// </summary>
+[Cmdlet(VerbsLifecycle.Resume, "DreamBoothTraining", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(DreamBoothCheckpoint), typeof(DreamBoothImage), typeof(DreamBoothModel))]
+public sealed class ResumeDreamBoothTrainingCommand : TrainingCmdletBase
+{
+    /// <summary>The run's output folder (resumes from its latest checkpoint) or one checkpoint-N folder.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName", "PSPath", "OutputDirectory")]
+    [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = "";
+
+    /// <summary>Train to this many steps in total (larger than the checkpoint's step); default: the run's own setting.</summary>
+    [Parameter, ValidateRange(1, int.MaxValue)]
+    public int? MaxTrainSteps { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var path = ResolvePath(Path);
+        string checkpoint = "";
+        try
+        {
+            checkpoint = CheckpointStore.FindForResume(path);
+            var state = CheckpointStore.ReadState(checkpoint);
+            if (MaxTrainSteps is int m && m <= state.GlobalStep)
+                throw new ArgumentOutOfRangeException(nameof(MaxTrainSteps), m, $"The checkpoint is already at step {state.GlobalStep}; -MaxTrainSteps must be larger to train further.");
+        }
+        catch (Exception e) { ThrowEngineError(e, path, "InvalidCheckpoint"); }
+        if (!ShouldProcess(checkpoint, "Resume DreamBooth training")) return;
+        RunTraining((events, token) => DreamBoothTrainer.Resume(checkpoint, MaxTrainSteps, events, token));
+    }
+}

@@ -1,0 +1,159 @@
+using System.Collections;
+using System.Management.Automation;
+using System.Reflection;
+using System.Text.Json;
+using DreamBooth.Engine.Training;
+
+namespace DreamBooth.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Fine-tunes a Stable Diffusion model on a few photos of a subject (DreamBooth), with prior preservation, checkpoints and validation.</para>
+/// </summary>
+[Cmdlet(VerbsLifecycle.Start, "DreamBoothTraining", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(DreamBoothCheckpoint), typeof(DreamBoothImage), typeof(DreamBoothModel))]
+public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
+{
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PretrainedModelNameOrPath", "FullName")]
+    public string? Model { get; set; }
+
+    [Parameter] [Alias("InstanceDataDir")] public string? InstanceDataDirectory { get; set; }
+    [Parameter] public string? InstancePrompt { get; set; }
+    [Parameter] [Alias("ClassDataDir")] public string? ClassDataDirectory { get; set; }
+    [Parameter] public string? ClassPrompt { get; set; }
+    [Parameter] public SwitchParameter WithPriorPreservation { get; set; }
+    [Parameter, ValidateRange(0.0, 1000.0)] public double PriorLossWeight { get; set; } = 1.0;
+    [Parameter, ValidateRange(1, 100000)] public int NumClassImages { get; set; } = 100;
+    [Parameter, ValidateRange(1, 64)] public int SampleBatchSize { get; set; } = 4;
+    [Parameter] public int Resolution { get; set; } = 512;
+    [Parameter] public SwitchParameter CenterCrop { get; set; }
+    [Parameter] public SwitchParameter RandomFlip { get; set; }
+    [Parameter, ValidateRange(1, 1024)] public int TrainBatchSize { get; set; } = 1;
+    [Parameter, ValidateRange(1, 1024)] public int GradientAccumulationSteps { get; set; } = 1;
+    [Parameter] public double LearningRate { get; set; } = 5e-6;
+    [Parameter] [Alias("ScaleLr")] public SwitchParameter ScaleLearningRate { get; set; }
+    [Parameter]
+    [Alias("LrScheduler")]
+    [ValidateSet("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")]
+    public string LearningRateScheduler { get; set; } = "constant";
+    [Parameter, ValidateRange(0, int.MaxValue)] [Alias("LrWarmupSteps")] public int LearningRateWarmupSteps { get; set; }
+    [Parameter, ValidateRange(1, 1000)] [Alias("LrNumCycles")] public int LearningRateNumCycles { get; set; } = 1;
+    [Parameter] [Alias("LrPower")] public double LearningRatePower { get; set; } = 1.0;
+    [Parameter, ValidateRange(1, int.MaxValue)] public int? MaxTrainSteps { get; set; }
+    [Parameter, ValidateRange(1, 100000)] public int NumTrainEpochs { get; set; } = 1;
+    [Parameter] public SwitchParameter TrainTextEncoder { get; set; }
+    [Parameter] public double AdamBeta1 { get; set; } = 0.9;
+    [Parameter] public double AdamBeta2 { get; set; } = 0.999;
+    [Parameter] public double AdamWeightDecay { get; set; } = 1e-2;
+    [Parameter] public double AdamEpsilon { get; set; } = 1e-8;
+    [Parameter] public double MaxGradNorm { get; set; } = 1.0;
+    [Parameter] public long? Seed { get; set; }
+    [Parameter, ValidateRange(1, int.MaxValue)] public int CheckpointingSteps { get; set; } = 500;
+    [Parameter, ValidateRange(1, int.MaxValue)] public int? CheckpointsTotalLimit { get; set; }
+    [Parameter] public string[]? ValidationPrompt { get; set; }
+    [Parameter, ValidateRange(1, 1000)] public int NumValidationImages { get; set; } = 4;
+    [Parameter, ValidateRange(1, int.MaxValue)] public int ValidationSteps { get; set; } = 100;
+    [Parameter, ArgumentCompleter(typeof(SchedulerNameCompleter))] public string ValidationScheduler { get; set; } = "DPMSolverMultistepScheduler";
+    [Parameter] public SwitchParameter OffsetNoise { get; set; }
+    [Parameter] public double? SnrGamma { get; set; }
+    [Parameter] [Alias("OutputDir")] public string? OutputDirectory { get; set; }
+    [Parameter] public string Device { get; set; } = "auto";
+    [Parameter, ValidateSet("no", "fp16", "bf16")] public string MixedPrecision { get; set; } = "no";
+    [Parameter] public SwitchParameter GradientCheckpointing { get; set; }
+    [Parameter] public SwitchParameter Use8BitAdam { get; set; }
+    [Parameter] public SwitchParameter SetGradsToNone { get; set; }
+    [Parameter] public SwitchParameter OffloadOptimizerState { get; set; }
+    [Parameter] public SwitchParameter CacheLatents { get; set; }
+    /// <summary>Accepted so the guide's commands translate; attention always uses scaled_dot_product_attention.</summary>
+    [Parameter] [Alias("EnableXformersMemoryEfficientAttention")] public SwitchParameter MemoryEfficientAttention { get; set; }
+
+    /// <summary>A JSON or .psd1 file of settings named like these parameters or like diffusers' flags; parameters given on the command line win.</summary>
+    [Parameter] public string? ConfigFile { get; set; }
+
+    protected override void EndProcessing()
+    {
+        if (ConfigFile is not null) ApplyConfigFile(ResolvePath(ConfigFile));
+        if (string.IsNullOrWhiteSpace(Model)) ThrowInputError("-Model is required: a diffusers model folder such as one saved by diffusers' save_pretrained.", ErrorCategory.InvalidArgument, null, "MissingModel");
+        if (string.IsNullOrWhiteSpace(InstanceDataDirectory)) ThrowInputError("-InstanceDataDirectory is required: a folder with 3–5 photos of the subject.", ErrorCategory.InvalidArgument, null, "MissingInstanceData");
+        if (string.IsNullOrWhiteSpace(InstancePrompt)) ThrowInputError("-InstancePrompt is required, e.g. 'a photo of sks dog'.", ErrorCategory.InvalidArgument, null, "MissingInstancePrompt");
+        if (string.IsNullOrWhiteSpace(OutputDirectory)) ThrowInputError("-OutputDirectory is required: where checkpoints and the trained model go.", ErrorCategory.InvalidArgument, null, "MissingOutputDirectory");
+
+        var options = new DreamBoothOptions
+        {
+            Model = ResolvePath(Model!), InstanceDataDirectory = ResolvePath(InstanceDataDirectory!), InstancePrompt = InstancePrompt!,
+            ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
+            WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
+            SampleBatchSize = SampleBatchSize, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,
+            TrainBatchSize = TrainBatchSize, GradientAccumulationSteps = GradientAccumulationSteps, LearningRate = LearningRate,
+            ScaleLearningRate = ScaleLearningRate, LearningRateScheduler = LearningRateScheduler,
+            LearningRateWarmupSteps = LearningRateWarmupSteps, LearningRateNumCycles = LearningRateNumCycles,
+            LearningRatePower = LearningRatePower, MaxTrainSteps = MaxTrainSteps, NumTrainEpochs = NumTrainEpochs,
+            TrainTextEncoder = TrainTextEncoder, AdamBeta1 = AdamBeta1, AdamBeta2 = AdamBeta2, AdamWeightDecay = AdamWeightDecay,
+            AdamEpsilon = AdamEpsilon, MaxGradNorm = MaxGradNorm, Seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue),
+            CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit,
+            ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
+            ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, SnrGamma = SnrGamma,
+            OutputDirectory = ResolvePath(OutputDirectory!), Device = Device, MixedPrecision = MixedPrecision,
+            GradientCheckpointing = GradientCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
+            OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents,
+        };
+        try { DreamBoothTrainer.Preflight(options); }
+        catch (Exception e) { ThrowEngineError(e, options, "InvalidTrainingInput"); }
+        if (!ShouldProcess(options.OutputDirectory, $"Train DreamBooth on '{options.InstanceDataDirectory}' from '{options.Model}'")) return;
+        RunTraining((events, token) => DreamBoothTrainer.Train(options, events, token));
+    }
+
+    /// <summary>Sets parameters not given on the command line from a JSON/.psd1 file (names: ours or diffusers' flags).</summary>
+    void ApplyConfigFile(string path)
+    {
+        IDictionary settings;
+        try
+        {
+            if (!File.Exists(path)) throw new FileNotFoundException($"Config file '{path}' does not exist.", path);
+            if (path.EndsWith(".psd1", StringComparison.OrdinalIgnoreCase))
+                settings = (IDictionary)InvokeCommand.InvokeScript($"Import-PowerShellDataFile -LiteralPath '{path.Replace("'", "''")}'")[0].BaseObject;
+            else
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(path));
+                settings = new Hashtable(StringComparer.OrdinalIgnoreCase);
+                foreach (var p in doc.RootElement.EnumerateObject())
+                    settings[p.Name] = p.Value.ValueKind switch
+                    {
+                        JsonValueKind.String => p.Value.GetString(),
+                        JsonValueKind.True => true,
+                        JsonValueKind.False => false,
+                        JsonValueKind.Number => p.Value.TryGetInt64(out var l) ? l : p.Value.GetDouble(),
+                        JsonValueKind.Array => p.Value.EnumerateArray().Select(x => x.ToString()).ToArray(),
+                        _ => null,
+                    };
+            }
+        }
+        catch (Exception e) when (e is not PipelineStoppedException)
+        {
+            ThrowEngineError(e is FileNotFoundException ? e : new InvalidDataException($"Config file '{path}' could not be read: {e.Message}", e), path, "InvalidConfigFile");
+            return;
+        }
+        var props = GetType().GetProperties().Where(p => p.GetCustomAttribute<ParameterAttribute>() is not null).ToList();
+        foreach (DictionaryEntry kv in settings)
+        {
+            var key = kv.Key.ToString()!;
+            var name = ParameterMap.ToParameterName(key);
+            var prop = props.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase)
+                || (p.GetCustomAttribute<AliasAttribute>()?.AliasNames.Any(a => string.Equals(a, name, StringComparison.OrdinalIgnoreCase)) ?? false));
+            if (prop is null || prop.Name == nameof(ConfigFile))
+                ThrowInputError($"Config file '{path}' sets '{key}', which is not a parameter of Start-DreamBoothTraining.", ErrorCategory.InvalidData, key, "UnknownConfigKey");
+            if (MyInvocation.BoundParameters.ContainsKey(prop!.Name)) continue;   // the command line wins
+            try
+            {
+                object? value = kv.Value is PSObject pso ? pso.BaseObject : kv.Value;
+                if (prop.PropertyType == typeof(SwitchParameter)) value = new SwitchParameter(LanguagePrimitives.ConvertTo<bool>(value));
+                else value = LanguagePrimitives.ConvertTo(value, prop.PropertyType, System.Globalization.CultureInfo.InvariantCulture);
+                prop.SetValue(this, value);
+            }
+            catch (Exception e) when (e is PSInvalidCastException or InvalidCastException or ArgumentException)
+            {
+                ThrowInputError($"Config file '{path}': '{key}' = '{kv.Value}' is not a valid {prop.PropertyType.Name}.", ErrorCategory.InvalidData, key, "InvalidConfigValue");
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using System.Collections;
+using System.Management.Automation;
+using DreamBooth.Engine.Training;
+
+namespace DreamBooth.Cmdlets;
+
+/// <summary>
+/// Shared by Start- and Resume-DreamBoothTraining: runs the engine's trainer on a worker thread and turns its events
+/// into progress, verbose log lines, checkpoint and image objects, and ShouldProcess for pruning old checkpoints.
+/// </summary>
+public abstract class TrainingCmdletBase : DreamBoothCmdlet
+{
+    const int ProgressId = 7;
+
+    protected void RunTraining(Func<TrainingEvents, CancellationToken, TrainingResult> run)
+    {
+        var result = RunOnWorker(ch =>
+        {
+            var events = new TrainingEvents
+            {
+                Progress = p => ch.Progress(ToProgressRecord(p)),
+                Log = ch.Verbose,
+                Warning = ch.Warning,
+                CheckpointSaved = c => ch.Output(ToCheckpoint(c)),
+                ValidationImage = v => ch.Output(new DreamBoothImage
+                {
+                    Path = v.Path, Prompt = v.Prompt, Seed = v.Seed, TrainingStep = v.Step, Model = "validation",
+                }),
+                ConfirmDelete = path => ch.Ask(c => c.ShouldProcess(path, "Remove old checkpoint (-CheckpointsTotalLimit)"), false),
+            };
+            try { return run(events, ch.Token); }
+            finally { ch.Progress(new ProgressRecord(ProgressId, "DreamBooth training", "Done") { RecordType = ProgressRecordType.Completed }); }
+        });
+        WriteObject(ToModel(result));
+    }
+
+    static ProgressRecord ToProgressRecord(TrainingProgress p)
+    {
+        string status = p.Phase switch
+        {
+            "training" => $"Step {p.Step}/{p.TotalSteps}  loss {p.SmoothedLoss:F4}  lr {p.LearningRate:G3}  {p.StepsPerSecond:F2} it/s",
+            _ => p.Message ?? p.Phase,
+        };
+        var record = new ProgressRecord(ProgressId, "DreamBooth training", status);
+        if (p.TotalSteps > 0) record.PercentComplete = Math.Clamp((int)(100.0 * p.Step / p.TotalSteps), 0, 100);
+        if (p.Remaining is TimeSpan r) record.SecondsRemaining = (int)Math.Min(int.MaxValue, r.TotalSeconds);
+        record.CurrentOperation = p.Phase;
+        return record;
+    }
+
+    internal static DreamBoothCheckpoint ToCheckpoint(CheckpointInfo c) => new()
+    {
+        Path = c.Path, Step = c.Step, Epoch = c.Epoch, Loss = c.Loss, LearningRate = c.LearningRate, Time = c.Time,
+    };
+
+    static DreamBoothModel ToModel(TrainingResult r)
+    {
+        var settings = new Hashtable(StringComparer.OrdinalIgnoreCase);
+        foreach (var prop in typeof(DreamBoothOptions).GetProperties())
+            if (prop.GetIndexParameters().Length == 0 && prop.Name != nameof(DreamBoothOptions.HasValidation))
+                settings[prop.Name] = prop.GetValue(r.Options) is IReadOnlyList<string> list ? list.ToArray() : prop.GetValue(r.Options);
+        return new DreamBoothModel
+        {
+            Path = r.OutputDirectory, Steps = r.Steps, Epochs = r.Epochs, FinalLoss = r.FinalLoss, Duration = r.Duration,
+            Completed = r.Completed, BaseModel = r.Options.Model, InstancePrompt = r.Options.InstancePrompt,
+            Checkpoints = r.Checkpoints.Select(ToCheckpoint).ToArray(), Settings = settings,
+        };
+    }
+}
