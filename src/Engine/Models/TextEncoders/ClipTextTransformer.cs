@@ -67,7 +67,7 @@ public sealed class ClipTextTransformer : nn.Module
         double min = finfo(dtype).min;
         var causal = full(seq, seq, min, dtype: dtype, device: device).triu(1).view(1, 1, seq, seq);
         if (paddingMask is null) return causal.MoveToOuterDisposeScope();
-        var inverted = 1.0 - paddingMask.to(device).view(batch, 1, 1, seq).expand(batch, 1, seq, seq).to(dtype);
+        var inverted = 1.0 - paddingMask.to(device).reshape(batch, 1, 1, seq).expand(batch, 1, seq, seq).to(dtype);
         var padding = inverted.masked_fill(inverted.to(ScalarType.Bool), min);
         return (padding + causal).MoveToOuterDisposeScope();
     }
