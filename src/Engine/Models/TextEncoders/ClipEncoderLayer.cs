@@ -1,0 +1,35 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Models.TextEncoders;
+
+/// <summary>transformers' <c>CLIPEncoderLayer</c>: pre-LN residual blocks, attention then MLP.</summary>
+public sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor?, Tensor>
+{
+    readonly ClipAttention self_attn;
+    readonly LayerNorm layer_norm1;
+    readonly ClipMlp mlp;
+    readonly LayerNorm layer_norm2;
+
+    public ClipAttention SelfAttn => self_attn;
+    public ClipMlp Mlp => mlp;
+    public LayerNorm LayerNorm1 => layer_norm1;
+    public LayerNorm LayerNorm2 => layer_norm2;
+
+    public ClipEncoderLayer(ClipTextConfig config) : base(nameof(ClipEncoderLayer))
+    {
+        self_attn = new ClipAttention(config);
+        layer_norm1 = ClipTextInit.NewLayerNorm(config);
+        mlp = new ClipMlp(config);
+        layer_norm2 = ClipTextInit.NewLayerNorm(config);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hiddenStates, Tensor? attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        var h = hiddenStates + self_attn.forward(layer_norm1.forward(hiddenStates), attentionMask);
+        h = h + mlp.forward(layer_norm2.forward(h));
+        return h.MoveToOuterDisposeScope();
+    }
+}
