@@ -9,12 +9,14 @@ namespace DreamBooth.Engine.Tokenization;
 internal sealed class AddedTokenSplitter
 {
     readonly AddedToken[] _tokens;    // longest first, so the first match at a position is the longest
+    readonly HashSet<char> _firstChars;
 
     public AddedTokenSplitter(IEnumerable<AddedToken> tokens)
     {
         _tokens = tokens.Where(t => t.Content.Length > 0)
             .GroupBy(t => t.Content, StringComparer.Ordinal).Select(g => g.Last())
             .OrderByDescending(t => t.Content.Length).ToArray();
+        _firstChars = _tokens.Select(t => t.Content[0]).ToHashSet();
     }
 
     /// <summary>Pieces in order: either an added token, or a run of plain text (Token is null).</summary>
@@ -48,6 +50,7 @@ internal sealed class AddedTokenSplitter
 
     AddedToken? MatchAt(string text, int index)
     {
+        if (!_firstChars.Contains(text[index])) return null;
         foreach (var t in _tokens)
             if (string.CompareOrdinal(text, index, t.Content, 0, t.Content.Length) == 0 && index + t.Content.Length <= text.Length)
                 return t;

@@ -20,8 +20,8 @@ internal static class BasicTokenizer
             int cp = rune.Value;
             if (cp == 0 || cp == 0xFFFD || IsControl(rune)) continue;        // _clean_text
             if (IsWhitespace(rune)) { cleaned.Append(' '); continue; }
-            if (IsChineseChar(cp)) { cleaned.Append(' ').Append(rune.ToString()).Append(' '); continue; } // _tokenize_chinese_chars
-            cleaned.Append(rune.ToString());
+            if (IsChineseChar(cp)) { cleaned.Append(' '); Append(cleaned, rune); cleaned.Append(' '); continue; } // _tokenize_chinese_chars
+            Append(cleaned, rune);
         }
         string nfc = cleaned.ToString().Normalize(NormalizationForm.FormC);
 
@@ -32,6 +32,12 @@ internal static class BasicTokenizer
             PythonLower(word, output);
         }
         return output.ToString();
+    }
+
+    static void Append(StringBuilder sb, Rune rune)
+    {
+        if (rune.IsBmp) sb.Append((char)rune.Value);
+        else { Span<char> pair = stackalloc char[2]; rune.EncodeToUtf16(pair); sb.Append(pair); }
     }
 
     /// <summary>Python iterates code points; a lone surrogate is category Cs and is dropped as a control char.</summary>
@@ -88,7 +94,7 @@ internal static class BasicTokenizer
             var rune = Rune.GetRuneAt(word, i);
             if (rune.Value == 0x0130) output.Append("i\u0307");
             else if (rune.Value == 0x03A3) output.Append(IsFinalSigma(word, i) ? '\u03C2' : '\u03C3');
-            else output.Append(Rune.ToLowerInvariant(rune).ToString());
+            else Append(output, Rune.ToLowerInvariant(rune));
             i += rune.Utf16SequenceLength;
         }
     }

@@ -146,6 +146,9 @@ public sealed class ClipTokenizer
         return result;
     }
 
+    /// <summary>The BPE pieces of one regex word (test hook for checking the library against CLIP's merge loop).</summary>
+    internal IReadOnlyList<string> BpeWordTokens(string word) => BpeWord(word).Select(t => t.Token).ToList();
+
     /// <summary>CLIPTokenizer.bpe() on one regex word; its cache is seeded so the special-token strings stay whole.</summary>
     (string Token, int Id)[] BpeWord(string word)
     {

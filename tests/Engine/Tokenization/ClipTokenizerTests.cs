@@ -201,7 +201,19 @@ public class ClipTokenizerTests
         double perSecond = rounds * prompts.Length / warm.Elapsed.TotalSeconds;
         _output.WriteLine($"load {load.Elapsed.TotalMilliseconds:F0} ms; first pass {prompts.Length} prompts " +
                           $"{cold.Elapsed.TotalMilliseconds:F1} ms; cached: {perSecond:F0} prompts/s");
-        Assert.True(perSecond > 1000, $"only {perSecond:F0} prompts/s");
+        // A floor that catches an uncached or quadratic path, far below what a loaded 2-core CI box measures (~2500/s).
+        Assert.True(perSecond > 500, $"only {perSecond:F0} prompts/s");
+    }
+
+    [Fact]
+    public void ConcurrentCallersGetTheSameIds()
+    {
+        var prompts = Reference.GetProperty("cases").EnumerateArray().Select(c => c.GetProperty("prompt").GetString()!).ToArray();
+        var expected = prompts.Select(p => s_tokenizer.Value.Encode(p)).ToArray();
+        var fresh = ClipTokenizer.FromPretrained(TinySdTokenizerDir);   // empty caches, filled concurrently
+        var actual = new int[prompts.Length * 8][];
+        Parallel.For(0, actual.Length, i => actual[i] = fresh.Encode(prompts[i % prompts.Length]));
+        for (int i = 0; i < actual.Length; i++) Assert.Equal(expected[i % prompts.Length], actual[i]);
     }
 
     sealed class TempTokenizerDir : IDisposable
