@@ -37,14 +37,14 @@ public sealed class DreamBoothDataset
     }
 
     /// <summary>Pixel tensors [3,R,R] in [-1,1] for dataset item <paramref name="index"/>: (instance, class or null).</summary>
-    public (Tensor Instance, Tensor? Class) Get(int index, TrainingRandom random)
+    public (Tensor Instance, Tensor? Class) Get(int index, Pcg32 random)
     {
         var inst = Load(InstanceImages[index % InstanceImages.Count], random);
         var cls = ClassImages.Count > 0 ? Load(ClassImages[index % ClassImages.Count], random) : null;
         return (inst, cls);
     }
 
-    Tensor Load(string path, TrainingRandom random)
+    Tensor Load(string path, Pcg32 random)
     {
         using var image = ImageLoader.LoadRgb(path);
         return ImageTransforms.ToTrainingTensor(image, Resolution, CenterCrop, RandomFlip, random);

@@ -120,7 +120,7 @@ public sealed class DreamBoothTrainer : IDisposable
         int maxSteps = _o.MaxTrainSteps ?? _o.NumTrainEpochs * stepsPerEpoch;
         int epochs = (maxSteps + stepsPerEpoch - 1) / stepsPerEpoch;
         double lr = _o.ScaleLearningRate ? _o.LearningRate * _o.GradientAccumulationSteps * _o.TrainBatchSize : _o.LearningRate;
-        _lrLambda = LearningRateSchedules.Create(_o.LearningRateScheduler, _o.LearningRateWarmupSteps, maxSteps, _o.LearningRateNumCycles, _o.LearningRatePower);
+        _lrLambda = LearningRateSchedules.Create(_o.LearningRateScheduler, _o.LearningRateWarmupSteps, maxSteps, _o.LearningRateNumCycles, _o.LearningRatePower, baseLr: lr);
         CreateOptimizer();
 
         if (resume is { } r)
@@ -134,8 +134,8 @@ public sealed class DreamBoothTrainer : IDisposable
             _state = TrainingState.New(_o, _source.BaseModel);
         }
         using var generator = new torch.Generator((ulong)_o.Seed);
-        if (_state.GeneratorState is not null) { using var s = torch.tensor(_state.GeneratorState); generator.set_state(s); }
-        var random = new TrainingRandom(_state.DataRandomState ?? TrainingRandom.SeedState(_o.Seed));
+        if (_state.GeneratorState is not null) RngState.Restore(generator, _state.GeneratorState);
+        var random = _state.DataRandomState is null ? new Pcg32((ulong)_o.Seed) : Pcg32.Deserialize(_state.DataRandomState);
 
         _events.Log?.Invoke("***** Running training *****");
         _events.Log?.Invoke($"  Num examples = {_dataset.Length}");
@@ -161,7 +161,9 @@ public sealed class DreamBoothTrainer : IDisposable
                 {
                     _state.Epoch = epoch;
                     _state.BatchInEpoch = 0;
-                    _state.EpochOrder = random.Permutation(_dataset.Length);
+                    var order = Enumerable.Range(0, _dataset.Length).ToArray();
+                    random.Shuffle(order);
+                    _state.EpochOrder = order;
                 }
                 int micro = 0;
                 double accumulated = 0;
@@ -218,7 +220,7 @@ public sealed class DreamBoothTrainer : IDisposable
     }
 
     /// <summary>One forward/backward on a micro-batch; returns its loss (before division by the accumulation steps).</summary>
-    double TrainMicroBatch(int[] indices, torch.Generator generator, TrainingRandom random)
+    double TrainMicroBatch(int[] indices, torch.Generator generator, Pcg32 random)
     {
         using var scope = torch.NewDisposeScope();
         var instance = new List<Tensor>(); var cls = new List<Tensor>();
@@ -283,8 +285,11 @@ public sealed class DreamBoothTrainer : IDisposable
 
     void CreateOptimizer()
     {
-        _optimizer = new AdamW(_trainable, _o.AdamBeta1, _o.AdamBeta2, _o.AdamEpsilon, _o.AdamWeightDecay,
-            use8Bit: _o.Use8BitAdam, stateDevice: _o.OffloadOptimizerState ? torch.CPU : null);
+        _optimizer = new AdamW(_trainable, new AdamWOptions
+        {
+            Beta1 = _o.AdamBeta1, Beta2 = _o.AdamBeta2, Eps = _o.AdamEpsilon, WeightDecay = _o.AdamWeightDecay,
+            Use8Bit = _o.Use8BitAdam, StateDevice = _o.OffloadOptimizerState ? torch.CPU : null,
+        });
     }
 
     void EnsureClassImages(CancellationToken cancellation)

@@ -17,7 +17,7 @@ public sealed class TrainingState
     [JsonPropertyName("batch_in_epoch")] public int BatchInEpoch { get; set; }
     [JsonPropertyName("epoch_order")] public int[]? EpochOrder { get; set; }
     [JsonPropertyName("generator_state")] public byte[]? GeneratorState { get; set; }
-    [JsonPropertyName("data_random_state")] public ulong[]? DataRandomState { get; set; }
+    [JsonPropertyName("data_random_state")] public string? DataRandomState { get; set; }
     [JsonPropertyName("smoothed_loss")] public double SmoothedLoss { get; set; } = double.NaN;
     [JsonPropertyName("trained_components")] public string[] TrainedComponents { get; set; } = { "unet" };
     [JsonPropertyName("engine_version")] public string EngineVersion { get; set; } = typeof(TrainingState).Assembly.GetName().Version?.ToString(3) ?? "";
@@ -32,13 +32,12 @@ public sealed class TrainingState
     };
 
     /// <summary>A copy with the generators' current states, taken after each optimizer step.</summary>
-    public TrainingState Snapshot(torch.Generator generator, TrainingRandom random)
+    public TrainingState Snapshot(torch.Generator generator, Pcg32 random)
     {
         var copy = (TrainingState)MemberwiseClone();
         copy.EpochOrder = EpochOrder?.ToArray();
-        using var state = generator.get_state();
-        copy.GeneratorState = state.bytes.ToArray();
-        copy.DataRandomState = random.State;
+        copy.GeneratorState = RngState.Capture(generator);
+        copy.DataRandomState = random.Serialize();
         return copy;
     }
 }
