@@ -103,7 +103,7 @@ public static class BlockwiseQuantization
         if (pad > 0) scaled = scaled.narrow(0, 0, n);
 
         // Nearest entry of the sorted code; ties go to the lower index (torch.argmin's first-minimum rule).
-        var hi = torch.searchsorted(code, scaled).clamp(0, code.numel() - 1);
+        var hi = torch.searchsorted(code, scaled, out_int32: true).clamp(0, code.numel() - 1);   // int32: halves the transient
         var lo = (hi - 1).clamp_min(0);
         var dHi = (code.index_select(0, hi) - scaled).abs();
         var dLo = (scaled - code.index_select(0, lo)).abs();

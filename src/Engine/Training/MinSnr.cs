@@ -40,4 +40,19 @@ public static class MinSnr
         };
         return w.MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The variant in diffusers' <c>examples/dreambooth/train_dreambooth.py</c>: base = min(snr, γ)/snr for every
+    /// prediction type, and v_prediction uses base + 1 ("floored to an SNR weight of one"), not min(snr, γ)/(snr+1).
+    /// </summary>
+    public static Tensor DreamBoothWeights(Tensor alphasCumprod, Tensor timesteps, double gamma, string predictionType)
+    {
+        ArgumentNullException.ThrowIfNull(predictionType);
+        if (predictionType is not ("epsilon" or "v_prediction" or "sample"))
+            throw new ArgumentException($"Min-SNR weighting supports prediction types epsilon, v_prediction and sample, not '{predictionType}'.", nameof(predictionType));
+        using var scope = torch.NewDisposeScope();
+        var snr = ComputeSnr(alphasCumprod, timesteps);
+        var baseWeight = torch.minimum(snr, torch.full_like(snr, gamma)) / snr;
+        return (predictionType == "v_prediction" ? baseWeight + 1 : baseWeight).MoveToOuterDisposeScope();
+    }
 }

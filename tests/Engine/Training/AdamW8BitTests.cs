@@ -81,10 +81,11 @@ public class AdamW8BitTests(ITestOutputHelper output)
     public void EightBitTracksFloat32OnLeastSquaresWithQuarterOfTheStateMemory()
     {
         using var scope = torch.NewDisposeScope();
-        torch.manual_seed(21);
+        var gen = new torch.Generator(21);   // own generator: parallel tests share the default one
         // Least squares: min ‖X Wᵀ + b − Y‖², W [96, 64] (6144 ≥ 4096 → 8-bit), b [96] (fp32 state in both).
-        var X = torch.randn(256, 64); var Wtrue = torch.randn(96, 64) * 0.3; var Y = X.matmul(Wtrue.t()) + 0.01 * torch.randn(256, 96);
-        var W0 = torch.randn(96, 64) * 0.1; var b0 = torch.zeros(96);
+        var X = torch.randn(256, 64, generator: gen); var Wtrue = torch.randn(96, 64, generator: gen) * 0.3;
+        var Y = X.matmul(Wtrue.t()) + 0.01 * torch.randn(256, 96, generator: gen);
+        var W0 = torch.randn(96, 64, generator: gen) * 0.1; var b0 = torch.zeros(96);
         double loss0 = (X.matmul(W0.t()) + b0 - Y).pow(2).mean().item<float>();
         Parameter[] Fit(bool eight, out AdamW opt, out double loss)
         {

@@ -24,5 +24,14 @@ public class MinSnrTests
             Assert.True(Math.Abs(v[i] - expectV[i]) <= 1e-6, $"v {i}: {v[i]} vs {expectV[i]}");
         }
         Assert.Throws<ArgumentException>(() => MinSnr.Weights(alphasCumprod, timesteps, 5.0, "sample"));
+
+        // train_dreambooth.py: min(snr, γ)/snr, plus 1 for v_prediction.
+        var dbEps = MinSnr.DreamBoothWeights(alphasCumprod, timesteps, 5.0, "epsilon").data<float>().ToArray();
+        var dbV = MinSnr.DreamBoothWeights(alphasCumprod, timesteps, 5.0, "v_prediction").data<float>().ToArray();
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.True(Math.Abs(dbEps[i] - expectEps[i]) <= 1e-6, $"dreambooth epsilon {i}: {dbEps[i]}");
+            Assert.True(Math.Abs(dbV[i] - (expectEps[i] + 1)) <= 1e-6, $"dreambooth v {i}: {dbV[i]}");
+        }
     }
 }
