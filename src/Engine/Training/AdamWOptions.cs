@@ -1,0 +1,25 @@
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Training;
+
+/// <summary>Hyperparameters and storage choices of <see cref="AdamW"/>. Defaults are PyTorch's AdamW (weight decay 1e-2).</summary>
+public sealed record AdamWOptions
+{
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.999;
+    public double Eps { get; init; } = 1e-8;
+    public double WeightDecay { get; init; } = 1e-2;
+
+    /// <summary>
+    /// Where the moments live and the update is computed; null = on each parameter's device. CPU here is
+    /// <c>-OffloadOptimizerState</c>: grads are copied to the CPU, the update runs there and the new value is copied
+    /// back into the parameter.
+    /// </summary>
+    public Device? StateDevice { get; init; }
+
+    /// <summary>bitsandbytes AdamW8bit: block-wise 8-bit moments for tensors with at least <see cref="Min8BitSize"/> elements.</summary>
+    public bool Use8Bit { get; init; }
+
+    /// <summary>bitsandbytes' <c>min_8bit_size</c>: smaller tensors keep float32 moments.</summary>
+    public long Min8BitSize { get; init; } = 4096;
+}
