@@ -44,7 +44,7 @@ public static class DreamBoothLoss
         Tensor instanceLoss;
         if (snrGamma is double gamma)
         {
-            var weights = MinSnr.Weights(noiseScheduler.AlphasCumprod, instT, gamma, prediction).to(instPred.device);
+            var weights = MinSnr.DreamBoothWeights(noiseScheduler.AlphasCumprod, instT, gamma, prediction).to(instPred.device);
             var perSample = nn.functional.mse_loss(instPred, instTarget, nn.Reduction.None)
                 .mean(Enumerable.Range(1, (int)instPred.dim() - 1).Select(i => (long)i).ToArray());
             instanceLoss = (perSample * weights).mean();
