@@ -112,12 +112,11 @@ public abstract class SchedulerBase : IDisposable
         };
     }
 
-    /// <summary>sqrt((1 - alphas_cumprod) / alphas_cumprod), computed in float32 torch like diffusers, ascending in t.</summary>
-    protected float[] TrainingSigmas()
-    {
-        using var scope = NewDisposeScope();
-        return ((1 - AlphasCumprod) / AlphasCumprod).pow(0.5).data<float>().ToArray();
-    }
+    /// <summary>
+    /// sqrt((1 - alphas_cumprod) / alphas_cumprod) in float32, ascending in t. Square roots are taken here, correctly
+    /// rounded, because TorchSharp's libtorch 2.10 CPU sqrt is 1 ulp off for some inputs where PyTorch's is exact.
+    /// </summary>
+    protected float[] TrainingSigmas() => alphasCumprod.Select(a => MathF.Sqrt((1 - a) / a)).ToArray();
 
     /// <summary>x0 = (x - sqrt(1-abar) eps) / sqrt(abar), etc., for the alphas_cumprod parameterisation.</summary>
     protected Tensor PredictOriginal(Tensor modelOutput, Tensor sample, float alphaProdT)
@@ -150,14 +149,25 @@ public abstract class SchedulerBase : IDisposable
         return (a * noise - s * sample).MoveToOuterDisposeScope();
     }
 
+    /// <summary>sqrt(abar_t), sqrt(1 - abar_t) shaped [B,1,1,...]; float32 roots taken in C# (correctly rounded, as in PyTorch).</summary>
     (Tensor sqrtAlpha, Tensor sqrtOneMinusAlpha) AlphaFactors(Tensor like, Tensor timesteps)
     {
-        var ac = AlphasCumprod.to(like.device).to(like.dtype)[timesteps.to(like.device).to(ScalarType.Int64)];
-        var shape = new long[like.dim()];
+        var shape = new long[Math.Max(1, (int)like.dim())];
         Array.Fill(shape, 1L);
         shape[0] = -1;
-        var sqrtA = ac.pow(0.5).flatten();
-        var sqrtB = (1 - ac).pow(0.5).flatten();
+        Tensor sqrtA, sqrtB;
+        if (like.dtype == ScalarType.Float32)
+        {
+            var ts = timesteps.cpu().to(ScalarType.Int64).flatten().data<long>().ToArray();
+            sqrtA = torch.tensor(ts.Select(t => MathF.Sqrt(alphasCumprod[t])).ToArray()).to(like.device);
+            sqrtB = torch.tensor(ts.Select(t => MathF.Sqrt(1 - alphasCumprod[t])).ToArray()).to(like.device);
+        }
+        else
+        {
+            var ac = AlphasCumprod.to(like.device).to(like.dtype)[timesteps.to(like.device).to(ScalarType.Int64)];
+            sqrtA = ac.pow(0.5).flatten();
+            sqrtB = (1 - ac).pow(0.5).flatten();
+        }
         return (sqrtA.reshape(shape), sqrtB.reshape(shape));
     }
 
