@@ -57,7 +57,7 @@ static class SchedulerFixtures
             case JsonValue va when b is JsonValue vb:
                 var ea = va.GetValueKind(); var eb = vb.GetValueKind();
                 bool same = ea == JsonValueKind.Number && eb == JsonValueKind.Number
-                    ? va.GetValue<double>() == vb.GetValue<double>()
+                    ? double.Parse(va.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) == double.Parse(vb.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture)
                     : va.ToJsonString() == vb.ToJsonString();
                 if (!same) diffs.Add($"{path}: {va.ToJsonString()} vs {vb.ToJsonString()}");
                 return same;
