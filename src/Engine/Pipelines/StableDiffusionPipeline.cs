@@ -50,7 +50,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         var textEncoder = ClipTextModel.FromPretrained(textEncoderOverride ?? layout.ComponentDirectory("text_encoder"), dtype, device);
         var unet = UNet2DConditionModel.FromPretrained(unetOverride ?? layout.ComponentDirectory("unet"), dtype, device);
         var vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), dtype, device);
-        var scheduler = ConfigJson.Load(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
+        var scheduler = SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
         return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, scheduler, device, dtype) { SourcePath = layout.Root };
     }
 

@@ -42,6 +42,9 @@ public static class SchedulerFactory
         DPMSolverMultistepScheduler.DiffusersClassName, LMSDiscreteScheduler.DiffusersClassName,
     };
 
+    /// <summary>Whether <paramref name="nameOrClass"/> names a scheduler (short name or diffusers class, any case).</summary>
+    public static bool IsKnown(string? nameOrClass) => !string.IsNullOrWhiteSpace(nameOrClass) && Entries.ContainsKey(nameOrClass.Trim());
+
     /// <summary>The diffusers class a name stands for (throws listing the known names).</summary>
     public static string ResolveClassName(string nameOrClass) => Lookup(nameOrClass).ClassName;
 

@@ -267,7 +267,7 @@ public sealed class DreamBoothTrainer : IDisposable
         _unet = UNet2DConditionModel.FromPretrained(unetDir, ScalarType.Float32, _device);
         _textEncoder = ClipTextModel.FromPretrained(teDir, _o.TrainTextEncoder ? ScalarType.Float32 : _frozenDType, _device);
         _vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), _frozenDType, _device);
-        _schedulerConfig = ConfigJson.Load(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
+        _schedulerConfig = SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
         _noiseScheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler", _schedulerConfig);
         foreach (var p in _vae.parameters()) p.requires_grad = false;
         if (!_o.TrainTextEncoder) foreach (var p in _textEncoder.parameters()) p.requires_grad = false;
