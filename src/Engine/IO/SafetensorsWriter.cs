@@ -10,8 +10,8 @@ namespace DreamBooth.Engine.IO;
 /// <c>__metadata__</c> first, tensors ordered by dtype (widest first, see <see cref="SafetensorsDType.LayoutRank"/>) then
 /// by name, header padded with spaces to a multiple of 8 bytes. For the same tensors and at most one metadata entry the
 /// bytes equal <c>safetensors.torch.save_file</c>'s (the Rust library writes metadata in hash order, so with several
-/// entries only their order can differ). The file is written next to its destination under a temporary name, then
-/// renamed, so a crash or error never leaves a half-written file under the real name.
+/// entries only their order can differ). The file is written through <see cref="AtomicFile"/>, so a crash or error never
+/// leaves a half-written file under the real name.
 /// </summary>
 public static class SafetensorsWriter
 {
@@ -36,25 +36,12 @@ public static class SafetensorsWriter
 
         var header = BuildHeader(items, metadata);
 
-        var dir = Path.GetDirectoryName(path)!;
-        Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir, "." + Path.GetFileName(path) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
-        try
+        AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                fs.Write(BitConverter.GetBytes((long)header.Length));
-                fs.Write(header);
-                foreach (var (_, t) in items) WriteData(fs, t, chunkBytes);
-                fs.Flush(true);
-            }
-            Replace(tmp, path);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch { /* best effort: the temp name is hidden and unique */ }
-            throw;
-        }
+            fs.Write(BitConverter.GetBytes((long)header.Length));
+            fs.Write(header);
+            foreach (var (_, t) in items) WriteData(fs, t, chunkBytes);
+        });
     }
 
     static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> items, IReadOnlyDictionary<string, string>? metadata)
@@ -102,19 +89,5 @@ public static class SafetensorsWriter
         if (n <= perChunk) { fs.Write(flat.bytes); return; }
         for (long start = 0; start < n; start += perChunk)
             fs.Write(flat.narrow(0, start, Math.Min(perChunk, n - start)).bytes);
-    }
-
-    /// <summary>
-    /// Renames the finished temp file over the destination. On Windows this is MoveFileEx(REPLACE_EXISTING), which fails
-    /// while the destination is open without delete sharing or memory-mapped (e.g. still open in a SafetensorsFile);
-    /// on Unix rename(2) replaces it atomically and open readers keep the old contents.
-    /// </summary>
-    internal static void Replace(string tmp, string path)
-    {
-        try { File.Move(tmp, path, overwrite: true); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new IOException($"Could not replace '{path}' with the newly written file ({e.Message}). Is it open in another program or still loaded in this session?", e);
-        }
     }
 }
