@@ -11,6 +11,7 @@ namespace DreamBooth.Engine.IO;
 internal static class PilBilinear
 {
     const int PrecisionBits = 32 - 8 - 2;
+    const int Half = 1 << (PrecisionBits - 1);   // rounding offset
 
     public static Image<Rgb24> Resize(Image<Rgb24> image, int width, int height)
     {
@@ -26,32 +27,42 @@ internal static class PilBilinear
             var (bounds, kk, ksize) = Coefficients(inW, width);
             horizontal = new byte[width * inH * 3];
             for (int y = 0; y < inH; y++)
+            {
+                var row = src.AsSpan(y * inW * 3, inW * 3);
+                var outRow = horizontal.AsSpan(y * width * 3, width * 3);
                 for (int x = 0; x < width; x++)
                 {
                     int xmin = bounds[2 * x], xcount = bounds[2 * x + 1];
-                    for (int c = 0; c < 3; c++)
+                    var k = kk.AsSpan(x * ksize, xcount);
+                    var pixels = row.Slice(xmin * 3, xcount * 3);
+                    int r = Half, g = Half, b = Half;
+                    for (int i = 0; i < k.Length; i++)
                     {
-                        int ss = 1 << (PrecisionBits - 1);
-                        for (int i = 0; i < xcount; i++) ss += src[(y * inW + xmin + i) * 3 + c] * kk[x * ksize + i];
-                        horizontal[(y * width + x) * 3 + c] = Clip8(ss);
+                        r += pixels[3 * i] * k[i]; g += pixels[3 * i + 1] * k[i]; b += pixels[3 * i + 2] * k[i];
                     }
+                    outRow[3 * x] = Clip8(r); outRow[3 * x + 1] = Clip8(g); outRow[3 * x + 2] = Clip8(b);
                 }
+            }
         }
         byte[] output = horizontal;
         if (height != inH)
         {
             var (bounds, kk, ksize) = Coefficients(inH, height);
             output = new byte[width * height * 3];
+            var acc = new int[width * 3];
+            int rowBytes = width * 3;
             for (int y = 0; y < height; y++)
             {
                 int ymin = bounds[2 * y], ycount = bounds[2 * y + 1];
-                for (int x = 0; x < width; x++)
-                    for (int c = 0; c < 3; c++)
-                    {
-                        int ss = 1 << (PrecisionBits - 1);
-                        for (int i = 0; i < ycount; i++) ss += horizontal[((ymin + i) * width + x) * 3 + c] * kk[y * ksize + i];
-                        output[(y * width + x) * 3 + c] = Clip8(ss);
-                    }
+                Array.Fill(acc, Half);
+                for (int i = 0; i < ycount; i++)   // row by row: sequential memory access
+                {
+                    int w = kk[y * ksize + i];
+                    var row = horizontal.AsSpan((ymin + i) * rowBytes, rowBytes);
+                    for (int j = 0; j < rowBytes; j++) acc[j] += row[j] * w;
+                }
+                var outRow = output.AsSpan(y * rowBytes, rowBytes);
+                for (int j = 0; j < rowBytes; j++) outRow[j] = Clip8(acc[j]);
             }
         }
         return Image.LoadPixelData<Rgb24>(output, width, height);
