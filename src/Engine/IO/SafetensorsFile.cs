@@ -17,7 +17,7 @@ public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, l
 /// offsets in bounds, contiguous, non-overlapping, size = shape × dtype); tensor data is memory-mapped and copied
 /// straight into each tensor's storage, so a multi-GB file never sits in memory twice.
 /// </summary>
-public sealed class SafetensorsFile : IDisposable
+public sealed class SafetensorsFile : ISafetensorsSource
 {
     /// <summary>safetensors' own limit on the JSON header.</summary>
     public const long MaxHeaderBytes = 100_000_000;
@@ -89,6 +89,7 @@ public sealed class SafetensorsFile : IDisposable
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new SafetensorsFormatException(path, "the header is not a JSON object");
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         var entries = new List<SafetensorsEntry>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var prop in doc.RootElement.EnumerateObject())
         {
             if (prop.Name == "__metadata__")
@@ -119,8 +120,11 @@ public sealed class SafetensorsFile : IDisposable
                 shape[i++] = n;
             }
             var o = off.EnumerateArray().ToArray();
-            if (!o[0].TryGetInt64(out var begin) || !o[1].TryGetInt64(out var end) || begin < 0 || end < begin)
+            if (o[0].ValueKind != JsonValueKind.Number || o[1].ValueKind != JsonValueKind.Number
+                || !o[0].TryGetInt64(out var begin) || !o[1].TryGetInt64(out var end) || begin < 0 || end < begin)
                 throw new SafetensorsFormatException(path, $"tensor '{prop.Name}' has invalid data_offsets");
+            if (!names.Add(prop.Name))
+                throw new SafetensorsFormatException(path, $"tensor '{prop.Name}' appears twice in the header");
             entries.Add(new SafetensorsEntry(prop.Name, dtype, shape, begin, end));
         }
         return (metadata, entries);
@@ -162,21 +166,58 @@ public sealed class SafetensorsFile : IDisposable
         using (t) return t.to(dtype ?? t.dtype, device ?? t.device);
     }
 
-    /// <summary>Copies an entry's bytes into a contiguous CPU tensor of the same dtype and element count.</summary>
-    internal unsafe void CopyInto(SafetensorsEntry e, Tensor target)
+    /// <summary>
+    /// Copies tensor <paramref name="name"/> into <paramref name="target"/> (same element count). A contiguous CPU target of
+    /// the file's dtype is filled straight from the mapped file; any other target gets a converted copy.
+    /// </summary>
+    public void CopyInto(string name, Tensor target)
     {
+        var e = this[name];
+        long count = e.Shape.Aggregate(1L, (a, d) => a * d);
+        if (target.numel() != count)
+            throw new ArgumentException($"'{name}' in '{Path}' has {count} elements [{string.Join(", ", e.Shape)}] but the target has {target.numel()} [{string.Join(", ", target.shape)}].");
+        if (target.device_type == DeviceType.CPU && target.dtype == e.ScalarType && target.is_contiguous())
+        {
+            CopyInto(e, target);
+            return;
+        }
+        using var src = Read(name);
+        using (torch.no_grad()) target.copy_(src.view(target.shape));
+    }
+
+    /// <summary>Spans are int-indexed, so tensors are copied in pieces of at most this many bytes.</summary>
+    internal const long CopyChunkBytes = 1L << 30;
+
+    /// <summary>Copies an entry's bytes into a contiguous CPU tensor of the same dtype and element count.</summary>
+    internal void CopyInto(SafetensorsEntry e, Tensor target) => CopyInto(e, target, CopyChunkBytes);
+
+    internal unsafe void CopyInto(SafetensorsEntry e, Tensor target, long chunkBytes)
+    {
+        if (target.device_type != DeviceType.CPU || target.dtype != e.ScalarType || !target.is_contiguous()
+            || target.numel() * target.element_size() != e.ByteLength)
+            throw new ArgumentException($"CopyInto needs a contiguous CPU {e.ScalarType} tensor of {e.ByteLength} bytes for '{e.Name}'.");
+        if (e.ByteLength == 0) return;
+        if (_view is null) throw new ObjectDisposedException(Path);
         byte* basePtr = null;
-        _view!.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
         try
         {
             byte* src = basePtr + _view.PointerOffset + _dataStart + e.Begin;
-            var dst = target.bytes;
-            long remaining = e.ByteLength, done = 0;
-            while (remaining > 0)
+            if (e.ByteLength <= chunkBytes)
             {
-                int chunk = (int)Math.Min(remaining, 1 << 30);
-                new ReadOnlySpan<byte>(src + done, chunk).CopyTo(dst.Slice((int)done, chunk));
-                done += chunk; remaining -= chunk;
+                new ReadOnlySpan<byte>(src, (int)e.ByteLength).CopyTo(target.bytes);
+                return;
+            }
+            // Larger than one span: copy through views of the flattened target, each small enough for a Span.
+            long elementSize = target.element_size();
+            long perChunk = Math.Max(1, chunkBytes / elementSize);
+            using var flat = target.view(-1);
+            long n = flat.numel();
+            for (long start = 0; start < n; start += perChunk)
+            {
+                using var part = flat.narrow(0, start, Math.Min(perChunk, n - start));
+                var dst = part.bytes;
+                new ReadOnlySpan<byte>(src + start * elementSize, dst.Length).CopyTo(dst);
             }
         }
         finally { _view.SafeMemoryMappedViewHandle.ReleasePointer(); }
