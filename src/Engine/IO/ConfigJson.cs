@@ -71,9 +71,7 @@ public sealed class ConfigJson
 
     public void Save(string path)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, Root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        File.Move(tmp, path, overwrite: true);
+        var text = System.Text.Encoding.UTF8.GetBytes(Root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.Write(Path.GetFullPath(path), s => s.Write(text));
     }
 }

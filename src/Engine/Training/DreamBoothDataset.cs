@@ -47,6 +47,11 @@ public sealed class DreamBoothDataset
     Tensor Load(string path, Pcg32 random)
     {
         using var image = ImageLoader.LoadRgb(path);
-        return ImageTransforms.ToTrainingTensor(image, Resolution, CenterCrop, RandomFlip, random);
+        var (w, h) = ImageTransforms.ResizedSize(image.Width, image.Height, Resolution);
+        // Random choices drawn in a fixed order (crop, then flip) from the serialisable generator.
+        (int Top, int Left) crop = CenterCrop ? ImageTransforms.CenterCropOffsets(h, w, Resolution)
+            : (random.NextInt(h - Resolution + 1), random.NextInt(w - Resolution + 1));
+        bool flip = RandomFlip && random.NextDouble() < 0.5;
+        return ImageTransforms.DreamBoothTransform(image, Resolution, crop, flip);
     }
 }

@@ -86,9 +86,10 @@ public sealed class DreamBoothTrainer : IDisposable
         var instances = ImageFiles.List(o.InstanceDataDirectory);
         if (instances.Count == 0)
             throw new ArgumentException($"Instance folder '{o.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
-        foreach (var f in instances) ImageLoader.Probe(f);   // unreadable images fail now, naming the file
+        // Unreadable images fail now, naming the file, not an hour into the run.
+        foreach (var f in instances) ImageLoader.LoadRgb(f).Dispose();
         if (o.WithPriorPreservation && Directory.Exists(o.ClassDataDirectory!))
-            foreach (var f in ImageFiles.List(o.ClassDataDirectory!).Take(o.NumClassImages)) ImageLoader.Probe(f);
+            foreach (var f in ImageFiles.List(o.ClassDataDirectory!).Take(o.NumClassImages)) ImageLoader.LoadRgb(f).Dispose();
         try
         {
             Directory.CreateDirectory(o.OutputDirectory);
