@@ -20,7 +20,6 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
         using var scope = torch.NewDisposeScope();
         var parts = proj.forward(input).chunk(2, dim: -1);
         var gate = parts[1];
-        // gelu in half precision on CPU is not supported everywhere; diffusers upcasts for mps only, fp32 is exact
         return (parts[0] * nn.functional.gelu(gate)).MoveToOuterDisposeScope();
     }
 }
