@@ -1,0 +1,26 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Models;
+
+/// <summary>diffusers <c>FeedForward</c> with activation "geglu": net = [GEGLU(dim, 4·dim), Dropout, Linear(4·dim, dim)].</summary>
+public sealed class FeedForward : nn.Module<Tensor, Tensor>
+{
+    readonly ModuleList<nn.Module<Tensor, Tensor>> net;
+
+    public FeedForward(int dim, int? dimOut = null, int mult = 4, double dropout = 0.0, bool bias = true) : base(nameof(FeedForward))
+    {
+        int inner = dim * mult;
+        net = new ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, inner, bias), nn.Dropout(dropout), nn.Linear(inner, dimOut ?? dim, hasBias: bias));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = torch.NewDisposeScope();
+        var x = input;
+        foreach (var m in net) x = m.forward(x);
+        return x.MoveToOuterDisposeScope();
+    }
+}
