@@ -39,7 +39,8 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     /// <summary>2^(number of VAE blocks − 1), as diffusers computes vae_scale_factor.</summary>
     public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Length - 1);
-    public int DefaultSize => Unet.Config.SampleSize * VaeScaleFactor;
+    /// <summary>unet sample_size × vae_scale_factor, as diffusers picks the default height and width (512 for SD 1.x).</summary>
+    public int DefaultSize => (Unet.Config.SampleSize ?? 64) * VaeScaleFactor;
 
     /// <summary>Loads a diffusers pipeline folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/).</summary>
     public static StableDiffusionPipeline FromPretrained(string folder, ScalarType dtype, Device device,
@@ -50,7 +51,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         var textEncoder = ClipTextModel.FromPretrained(textEncoderOverride ?? layout.ComponentDirectory("text_encoder"), dtype, device);
         var unet = UNet2DConditionModel.FromPretrained(unetOverride ?? layout.ComponentDirectory("unet"), dtype, device);
         var vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), dtype, device);
-        var scheduler = SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
+        var scheduler = Schedulers.SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
         return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, scheduler, device, dtype) { SourcePath = layout.Root };
     }
 

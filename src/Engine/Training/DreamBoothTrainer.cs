@@ -7,6 +7,7 @@ using DreamBooth.Engine.Pipelines;
 using DreamBooth.Engine.Schedulers;
 using DreamBooth.Engine.Tokenization;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace DreamBooth.Engine.Training;
@@ -230,7 +231,7 @@ public sealed class DreamBoothTrainer : IDisposable
             var (a, c) = _dataset.Get(i, random);
             instance.Add(a); if (c is not null) cls.Add(c);
         }
-        var pixels = torch.stack(instance.Concat(cls).ToArray()).to(_device, _frozenDType);
+        var pixels = torch.stack(instance.Concat(cls).ToArray()).to(_frozenDType, _device);
         var prompts = Enumerable.Repeat(_o.InstancePrompt, instance.Count).Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", cls.Count)).ToList();
         var ids = _tokenizer.EncodeBatch(prompts).ToTensor().to(_device);
 
