@@ -48,13 +48,13 @@ public sealed class SafetensorsFile : ISafetensorsSource
     {
         path = System.IO.Path.GetFullPath(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"Safetensors file '{path}' does not exist.", path);
-        long fileLength = new FileInfo(path).Length;
-        if (fileLength < 8) throw new SafetensorsFormatException(path, $"the file has {fileLength} bytes, fewer than the 8-byte header length");
-
         byte[] header;
-        long headerLength;
+        long headerLength, fileLength;
+        // The opened stream's length, not FileInfo's: a Hugging Face cache snapshot is a symlink to its blob.
         using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
         {
+            fileLength = fs.Length;
+            if (fileLength < 8) throw new SafetensorsFormatException(path, $"the file has {fileLength} bytes, fewer than the 8-byte header length");
             Span<byte> len = stackalloc byte[8];
             fs.ReadExactly(len);
             headerLength = BitConverter.ToInt64(len);

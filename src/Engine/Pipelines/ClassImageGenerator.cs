@@ -37,7 +37,7 @@ public static class ClassImageGenerator
         pipeline.Generate(options, progress, cancellation, img =>
         {
             int index = plan.Existing + img.Index;
-            var hash = Convert.ToHexString(SHA1.HashData(img.Pixels.mul(255).round().to(torch.ScalarType.Byte).bytes)).ToLowerInvariant();
+            var hash = Convert.ToHexString(SHA1.HashData(img.Pixels.mul(255).round().to(torch.ScalarType.Byte).contiguous().bytes)).ToLowerInvariant();
             var path = UniquePath(plan.Directory, $"{index}-{hash}");
             PngWriter.Save(img.Pixels, path, GenerationMetadata.For(img, pipeline.SourcePath));
             var info = new ClassImageInfo(path, img.Prompt, img.Seed, index, img);

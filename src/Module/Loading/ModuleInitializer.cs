@@ -32,9 +32,17 @@ public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssem
         lock (s_gate) { if (--s_hooks == 0) AssemblyLoadContext.Default.Resolving -= Resolve; }
     }
 
+    static HashSet<string>? s_dependencyNames;
+
+    // The engine, and the few engine types' dependencies the cmdlets touch (TorchSharp's enums), resolve to the one
+    // copy in the engine's context. Only names shipped in Dependencies/ are answered; anything else stays PowerShell's.
     static Assembly? Resolve(AssemblyLoadContext context, AssemblyName name)
     {
-        if (name.Name != EngineName) return null;
+        if (name.Name is null) return null;
+        s_dependencyNames ??= Directory.Exists(DependenciesDirectory)
+            ? Directory.EnumerateFiles(DependenciesDirectory, "*.dll").Select(Path.GetFileNameWithoutExtension).ToHashSet(StringComparer.OrdinalIgnoreCase)!
+            : new HashSet<string>();
+        if (!s_dependencyNames.Contains(name.Name)) return null;
         var path = Path.Combine(DependenciesDirectory, EngineName + ".dll");
         if (!File.Exists(path)) return null;
         lock (s_gate) s_context ??= new EngineLoadContext(path);
