@@ -39,6 +39,11 @@ public static class LdmCheckpoint
         var warnings = new List<string>();
         var embedded = options.UseEmbeddedConfigs ? EmbeddedConfigs(f.Metadata) : new Dictionary<string, JsonObject>();
 
+        // The head count is not in the shapes; an embedded config (our own export) knows it.
+        if (options.TextEncoderHeads is null && embedded.TryGetValue("text_encoder", out var storedText)
+            && storedText["num_attention_heads"] is JsonValue storedHeads && storedHeads.TryGetValue<int>(out var heads))
+            options = options with { TextEncoderHeads = heads };
+
         Dictionary<string, long[]> Shapes(string prefix) => f.Entries.Where(e => e.Name.StartsWith(prefix, StringComparison.Ordinal))
             .ToDictionary(e => e.Name[prefix.Length..], e => e.Shape, StringComparer.Ordinal);
 
