@@ -75,6 +75,16 @@ public sealed class HuggingFaceCache
     }
 
     /// <summary>
+    /// The file a snapshot entry stands for (the blob behind a symlink). Needed because
+    /// <c>SafetensorsFile.Open</c> takes <c>FileInfo.Length</c>, which for a symlink is the link's own length.
+    /// </summary>
+    public static string RealPath(string path)
+    {
+        var info = new FileInfo(path);
+        return info.LinkTarget is null ? info.FullName : info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? info.FullName;
+    }
+
+    /// <summary>
     /// Puts a finished blob at its snapshot path: a relative symlink where the OS allows one (as huggingface_hub does
     /// on Linux/macOS), otherwise a copy (Windows without developer mode).
     /// </summary>

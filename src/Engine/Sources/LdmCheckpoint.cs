@@ -19,7 +19,7 @@ public static class LdmCheckpoint
     public static bool IsLdmCheckpoint(string file)
     {
         if (!File.Exists(file) || PickleRefusal.LooksLikePickle(file)) return false;
-        try { using var f = SafetensorsFile.Open(file); return f.Contains(UnetKeyMap.LdmPrefix + "input_blocks.0.0.weight"); }
+        try { using var f = SafetensorsFile.Open(HuggingFaceCache.RealPath(file)); return f.Contains(UnetKeyMap.LdmPrefix + "input_blocks.0.0.weight"); }
         catch (SafetensorsFormatException) { return false; }
     }
 
@@ -33,7 +33,7 @@ public static class LdmCheckpoint
         if (File.Exists(Path.Combine(destinationFolder, "model_index.json")) && !options.Overwrite)
             throw new ModelSourceException($"'{destinationFolder}' already holds a model (model_index.json); choose another destination or allow overwriting.");
 
-        using var f = SafetensorsFile.Open(file);
+        using var f = SafetensorsFile.Open(HuggingFaceCache.RealPath(file));
         var inferred = new List<string>();
         var ignored = new List<string>();
         var warnings = new List<string>();
@@ -209,7 +209,7 @@ public static class LdmCheckpoint
             cancellationToken.ThrowIfCancellationRequested();
             progress?.Report($"Converting {component} ({weights})");
             PickleRefusal.ThrowIfPickle(weights);
-            using var f = SafetensorsFile.Open(weights);
+            using var f = SafetensorsFile.Open(HuggingFaceCache.RealPath(weights));
             var tensors = f.ReadAll();
             // transformers checkpoints may carry the non-persistent position_ids buffer; LDM files need not.
             tensors.Remove("text_model.embeddings.position_ids");
@@ -239,7 +239,7 @@ public static class LdmCheckpoint
         foreach (var name in new[] { stem + ".safetensors", stem + ".fp16.safetensors" })
         {
             var p = Path.Combine(folder, component, name);
-            if (File.Exists(p)) return p;
+            if (File.Exists(p)) return HuggingFaceCache.RealPath(p);
         }
         var pickle = Path.Combine(folder, component, stem == "model" ? "pytorch_model.bin" : stem + ".bin");
         if (File.Exists(pickle)) PickleRefusal.ThrowIfPickle(pickle);
