@@ -88,7 +88,13 @@ public sealed class HubDownloader : IDisposable
             return cached;
         }
 
-        var (commit, siblings) = await GetRepoInfoAsync(id, cancellationToken).ConfigureAwait(false);
+        string commit; IReadOnlyList<HubRepoFile> siblings;
+        try { (commit, siblings) = await GetRepoInfoAsync(id, cancellationToken).ConfigureAwait(false); }
+        catch (ModelSourceException e) when (e.InnerException is HttpRequestException && Cache.Resolve(id) is { } cached && MissingLocalComponents(cached) is null)
+        {
+            // As huggingface_hub does: the Hub is unreachable, but the cache has the model.
+            return cached;
+        }
         var needed = SelectPipelineFiles(siblings, _options.Variant);
         var snapshot = Cache.SnapshotFolder(id, commit);
         Directory.CreateDirectory(Cache.BlobsFolder(id));

@@ -56,6 +56,18 @@ public sealed class HubDownloaderTests : IDisposable
         using (var d = Downloader(offline: true)) Assert.Equal(folder, d.EnsureSnapshot(HubModelId.Parse(Repo)));
         Assert.Equal(api, _hub.ApiCalls);
         Assert.Equal(folder, new HuggingFaceCache(_cache).Resolve(HubModelId.Parse(Repo)));
+
+        // Online but the Hub is unreachable: the cached snapshot is used.
+        using (var d = new HubDownloader(new HubOptions { Endpoint = "http://127.0.0.1:9", CacheDir = _cache }))
+            Assert.Equal(folder, d.EnsureSnapshot(HubModelId.Parse(Repo)));
+    }
+
+    [Fact]
+    public void Unreachable_hub_and_empty_cache_fails_clearly()
+    {
+        using var d = new HubDownloader(new HubOptions { Endpoint = "http://127.0.0.1:9", CacheDir = _cache });
+        var e = Assert.Throws<ModelSourceException>(() => d.EnsureSnapshot(HubModelId.Parse(Repo)));
+        Assert.Contains("Could not reach", e.Message);
     }
 
     [Fact]
