@@ -32,11 +32,11 @@ $run = Start-DreamBoothTraining -Model $Model `
     -Seed 1234 -OutputDirectory $output -Verbose:$false
 
 $run | Format-Table -AutoSize @{ n = 'Type'; e = { $_.GetType().Name } }, Path, @{ n = 'Step'; e = { if ($_.Step) { $_.Step } else { $_.Steps } } }
-$model = $run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
+$trained = $run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
 
 Write-Host "== Inference from the trained model" -ForegroundColor Cyan
-$images = $model | Invoke-DreamBoothInference -Prompt 'a photo of sks toy in a garden', 'a photo of sks toy on a table' `
+$images = $trained | Invoke-DreamBoothInference -Prompt 'a photo of sks toy in a garden', 'a photo of sks toy on a table' `
     -Steps 10 -Seed 7 -Scheduler 'dpm++2m' -OutputDirectory (Join-Path $WorkDirectory 'images')
 $images | Format-Table -AutoSize Path, Prompt, Seed, Steps, Scheduler, Width, Height
 
-Write-Host ("Quick start finished in {0:N0} s. Model: {1}" -f $sw.Elapsed.TotalSeconds, $model.Path) -ForegroundColor Green
+Write-Host ("Quick start finished in {0:N0} s. Model: {1}" -f $sw.Elapsed.TotalSeconds, $trained.Path) -ForegroundColor Green

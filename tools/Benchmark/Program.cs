@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using DreamBooth.Engine.Pipelines;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Benchmark;
+
+/// <summary>
+/// dotnet run --project tools/Benchmark -- &lt;benchmark&gt; [options]. Each benchmark prints a table row per measurement:
+/// median seconds and peak process memory (VmHWM). See docs/benchmarks.md for results.
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        if (args.Length == 0) { Console.WriteLine("benchmarks: pipeline-tiny | unet-sd14 | vae-sd14 | pipeline-sd14 | train-sd14 [recipe]"); return 2; }
+        torch.set_num_threads(Environment.ProcessorCount);
+        var repo = FindRepo();
+        return args[0] switch
+        {
+            "pipeline-tiny" => PipelineTiny(repo, args.Skip(1).ToArray()),
+            "profile-tiny" => Profile.Tiny(repo),
+            "profile-ops" => ProfileOps.Run(),
+            _ => Benchmarks.Run(args[0], repo, args.Skip(1).ToArray()),
+        };
+    }
+
+    static int PipelineTiny(string repo, string[] args)
+    {
+        string scheduler = args.Length > 0 ? args[0] : "PNDMScheduler";
+        int steps = args.Length > 1 ? int.Parse(args[1]) : 5;
+        using var pipe = StableDiffusionPipeline.FromPretrained(Path.Combine(repo, "tests/fixtures/tiny-sd"), ScalarType.Float32, torch.CPU);
+        var options = new TextToImageOptions { Prompts = new[] { "a photo of sks dog" }, Steps = steps, Seed = 0, Scheduler = scheduler, Width = 64, Height = 64 };
+        var times = new List<double>();
+        for (int i = 0; i < 7; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            var img = pipe.Generate(options);
+            times.Add(sw.Elapsed.TotalSeconds);
+            foreach (var x in img) x.Pixels.Dispose();
+        }
+        Report($"tiny pipeline 64x64, {scheduler}, {steps} steps, CFG 7.5 (warm, median of 6)", times.Skip(1).ToList());
+        return 0;
+    }
+
+    public static void Report(string what, IReadOnlyList<double> seconds)
+    {
+        var sorted = seconds.OrderBy(x => x).ToList();
+        double median = sorted[sorted.Count / 2];
+        Console.WriteLine($"| {what} | {median:F3} s | min {sorted[0]:F3} s | peak RSS {PeakRssGB():F2} GB |");
+    }
+
+    public static double PeakRssGB()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:")) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1048576.0;
+        }
+        catch { }
+        return Process.GetCurrentProcess().PeakWorkingSet64 / 1073741824.0;
+    }
+
+    static string FindRepo()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d is not null && !File.Exists(Path.Combine(d.FullName, "DreamBoothPS.sln"))) d = d.Parent;
+        return d?.FullName ?? throw new DirectoryNotFoundException("repository root not found");
+    }
+}
