@@ -1,0 +1,117 @@
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Training;
+using Xunit.Abstractions;
+
+namespace DreamBooth.Engine.Tests.Training;
+
+/// <summary>
+/// The trainer end to end on the tiny pipeline: exact resume (N steps, stop, resume to 2N equals 2N in one run, bit
+/// for bit), Ctrl+C leaving a resumable checkpoint, pruning, validation images, the final pipeline folder.
+/// </summary>
+[Collection(TrainingSerialCollection.Name)]
+public class DreamBoothTrainerTests : IDisposable
+{
+    readonly ITestOutputHelper _out;
+    readonly string _root = Directory.CreateTempSubdirectory("db-trainer-").FullName;
+    public DreamBoothTrainerTests(ITestOutputHelper output) => _out = output;
+    public void Dispose() { try { Directory.Delete(_root, true); } catch { } }
+
+    static string InstanceImages => Path.Combine(Fixtures.Root, "..", "..", "examples", "data", "sks-toy");
+
+    DreamBoothOptions Options(string output, int steps) => new()
+    {
+        Model = Fixtures.TinySd, InstanceDataDirectory = InstanceImages, InstancePrompt = "a photo of sks toy",
+        WithPriorPreservation = true, ClassDataDirectory = Path.Combine(_root, "class"), ClassPrompt = "a photo of toy",
+        NumClassImages = 3, SampleBatchSize = 2, ClassImageSteps = 3,
+        Resolution = 64, RandomFlip = true, TrainBatchSize = 2, GradientAccumulationSteps = 1, LearningRate = 1e-4,
+        LearningRateScheduler = "constant", MaxTrainSteps = steps, CheckpointingSteps = 2, Seed = 7,
+        OutputDirectory = Path.Combine(_root, output), Device = "cpu",
+    };
+
+    static Dictionary<string, Tensor> Weights(string folder)
+    {
+        using var f = SafetensorsFile.Open(Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors"));
+        return f.ReadAll();
+    }
+
+    [Fact]
+    public void ResumeIsBitIdenticalToAnUninterruptedRun()
+    {
+        var logs = new List<string>();
+        var events = new TrainingEvents { Log = logs.Add };
+        var full = DreamBoothTrainer.Train(Options("full", 4), events, CancellationToken.None);
+        Assert.Equal(4, full.Steps);
+        Assert.Contains(logs, l => l.Contains("found 0, generating 3"));
+
+        var half = DreamBoothTrainer.Train(Options("split", 2), new TrainingEvents(), CancellationToken.None);
+        Assert.Equal(2, half.Steps);
+        var resumed = DreamBoothTrainer.Resume(half.OutputDirectory, 4, new TrainingEvents(), CancellationToken.None);
+        Assert.Equal(4, resumed.Steps);
+
+        var a = Weights(full.OutputDirectory);
+        var b = Weights(resumed.OutputDirectory);
+        Assert.Equal(a.Keys.OrderBy(k => k), b.Keys.OrderBy(k => k));
+        foreach (var (name, t) in a) Assert.True(t.Equals(b[name]), $"{name} differs after resume");
+        // And training really changed the weights.
+        var base0 = Weights(Fixtures.TinySd);
+        Assert.Contains(a, kv => !kv.Value.Equals(base0[kv.Key]));
+    }
+
+    [Fact]
+    public void CancellationSavesAResumableCheckpoint()
+    {
+        using var cts = new CancellationTokenSource();
+        var events = new TrainingEvents { Progress = p => { if (p.Phase == "training" && p.Step == 3) cts.Cancel(); } };
+        var o = Options("stopped", 4) with { CheckpointingSteps = 100 };
+        Assert.ThrowsAny<OperationCanceledException>(() => DreamBoothTrainer.Train(o, events, cts.Token));
+        var checkpoints = CheckpointStore.List(o.OutputDirectory);
+        Assert.Equal(3, Assert.Single(checkpoints).Step);
+        Assert.Empty(Directory.EnumerateDirectories(o.OutputDirectory, "*.tmp-*"));
+
+        var resumed = DreamBoothTrainer.Resume(o.OutputDirectory, null, new TrainingEvents(), CancellationToken.None);
+        Assert.Equal(4, resumed.Steps);
+        var uninterrupted = DreamBoothTrainer.Train(o with { OutputDirectory = Path.Combine(_root, "straight") }, new TrainingEvents(), CancellationToken.None);
+        var a = Weights(uninterrupted.OutputDirectory); var b = Weights(resumed.OutputDirectory);
+        foreach (var (name, t) in a) Assert.True(t.Equals(b[name]), $"{name} differs after a cancelled and resumed run");
+    }
+
+    [Fact]
+    public void CheckpointsArePrunedValidatedAndTheOutputIsAPipeline()
+    {
+        var saved = new List<CheckpointInfo>(); var images = new List<ValidationImageInfo>();
+        var o = Options("pruned", 4) with
+        {
+            CheckpointsTotalLimit = 1, ValidationPrompts = new[] { "a photo of sks toy on a beach" }, NumValidationImages = 1,
+            ValidationSteps = 2, ValidationInferenceSteps = 2, WithPriorPreservation = false,
+        };
+        var result = DreamBoothTrainer.Train(o, new TrainingEvents { CheckpointSaved = saved.Add, ValidationImage = images.Add }, CancellationToken.None);
+        Assert.Equal(new[] { 2, 4 }, saved.Select(c => c.Step).ToArray());
+        Assert.Equal(new[] { 4 }, CheckpointStore.List(o.OutputDirectory).Select(c => c.Step).ToArray());
+        Assert.Equal(2, images.Count);
+        Assert.All(images, i => Assert.True(File.Exists(i.Path)));
+        Assert.True(File.Exists(Path.Combine(result.OutputDirectory, "validation", "step-2", Path.GetFileName(images[0].Path))));
+        var folder = DiffusersPipelineFolder.Open(result.OutputDirectory);
+        foreach (var c in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" }) Assert.True(Directory.Exists(folder.ComponentDirectory(c)), c);
+        // The checkpoint is inference-ready: it names its base model.
+        var source = DreamBooth.Engine.Pipelines.ModelSource.Resolve(CheckpointStore.List(o.OutputDirectory)[0].Path);
+        Assert.True(source.IsCheckpoint);
+        Assert.Equal(Path.GetFullPath(Fixtures.TinySd), source.BaseModel);
+    }
+
+    [Fact]
+    public void BadInputFailsBeforeAnyWork()
+    {
+        var empty = Directory.CreateDirectory(Path.Combine(_root, "empty")).FullName;
+        File.WriteAllText(Path.Combine(empty, "notes.txt"), "not an image");
+        var e1 = Assert.Throws<ArgumentException>(() => DreamBoothTrainer.Preflight(Options("x", 1) with { InstanceDataDirectory = empty }));
+        Assert.Contains("holds no images", e1.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => DreamBoothTrainer.Preflight(Options("x", 1) with { Resolution = 60 }));
+        var e3 = Assert.Throws<ArgumentException>(() => DreamBoothTrainer.Preflight(Options("x", 1) with { ClassPrompt = null }));
+        Assert.Contains("-ClassPrompt", e3.Message);
+        var broken = Directory.CreateDirectory(Path.Combine(_root, "broken")).FullName;
+        File.WriteAllText(Path.Combine(broken, "photo.png"), "this is not a png");
+        var e4 = Assert.ThrowsAny<Exception>(() => DreamBoothTrainer.Preflight(Options("x", 1) with { InstanceDataDirectory = broken }));
+        Assert.Contains("photo.png", e4.Message);
+        Assert.ThrowsAny<DirectoryNotFoundException>(() => DreamBoothTrainer.Preflight(Options("x", 1) with { Model = Path.Combine(_root, "nope") }));
+    }
+}
