@@ -28,7 +28,11 @@ BeforeAll {
         NumClassImages = 2; SampleBatchSize = 2; Resolution = 32; LearningRate = 1e-2; MaxTrainSteps = 4
         CheckpointingSteps = 2; Seed = 11; LoRA = $true; Rank = 4; SaveKohyaLoRA = $true; Device = 'cpu'
     }
-    $script:infer = @{ Prompt = 'a photo of sks toy'; Steps = 2; Seed = 5; Width = 32; Height = 32; Device = 'cpu'; NoCache = $true }
+    # Class images given up front (copies of instance photos): generating them would take 50 denoising steps each.
+    New-Item -ItemType Directory (Join-Path $work 'class') | Out-Null
+    Get-ChildItem $instances -Filter *.png | Select-Object -First 2 | Copy-Item -Destination (Join-Path $work 'class')
+    # Cached pipelines: adapters hook on for one call and come off, which these tests also check.
+    $script:infer = @{ Prompt = 'a photo of sks toy'; Steps = 2; Seed = 5; Width = 32; Height = 32; Device = 'cpu' }
     $script:run = Start-DreamBoothTraining @common -OutputDirectory (Join-Path $work 'run')
     $script:model = $run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
     $script:lora = Join-Path $model.Path 'pytorch_lora_weights.safetensors'
@@ -80,8 +84,8 @@ Describe 'Invoke-DreamBoothInference -LoRA' {
     }
 
     It 'takes several adapters with a scale each and leaves a cached model unchanged' {
-        $null = Invoke-DreamBoothInference -Model $tiny -LoRA $lora, $lora -LoRAScale 0.5, 0.25 @infer -NoCache:$false -OutputDirectory (Join-Path $work 'img-two')
-        $again = Invoke-DreamBoothInference -Model $tiny @infer -NoCache:$false -OutputDirectory (Join-Path $work 'img-again')
+        $null = Invoke-DreamBoothInference -Model $tiny -LoRA $lora, $lora -LoRAScale 0.5, 0.25 @infer -OutputDirectory (Join-Path $work 'img-two')
+        $again = Invoke-DreamBoothInference -Model $tiny @infer -OutputDirectory (Join-Path $work 'img-again')
         Get-PngPixelData $again.Path | Should -Be (Get-PngPixelData $base.Path)
     }
 
@@ -94,6 +98,7 @@ Describe 'Merge-DreamBoothLoRA' {
     It 'bakes the adapter into a full diffusers folder that generates like the adapter' {
         $merged = Merge-DreamBoothLoRA -Model $tiny -LoRA $lora -OutputDirectory (Join-Path $work 'merged')
         $merged | Should -BeOfType ([IO.DirectoryInfo])
+        $merged.FullName | Should -Be (Join-Path $work 'merged')
         foreach ($c in 'unet', 'text_encoder', 'vae', 'tokenizer', 'scheduler', 'model_index.json') { Join-Path $merged.FullName $c | Should -Exist }
         $m = Invoke-DreamBoothInference -Model $merged.FullName @infer -OutputDirectory (Join-Path $work 'img-m')
         $a = Invoke-DreamBoothInference -Model $tiny -LoRA $lora @infer -OutputDirectory (Join-Path $work 'img-a2')
