@@ -256,7 +256,9 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.TrainTextEncoder) context = _textEncoder.Forward(ids).LastHiddenState;
         else using (torch.no_grad()) context = _textEncoder.Forward(ids).LastHiddenState.to(ScalarType.Float32);
 
-        var result = DreamBoothLoss.Compute((x, t, c) => _unet.forward(x, t, c), _noiseScheduler, latents, noise, timesteps, context,
+        // LoRA: the frozen UNet may be held in the mixed-precision dtype (as train_dreambooth_lora.py does); adapters stay fp32.
+        var unetDType = UnetDType;
+        var result = DreamBoothLoss.Compute((x, t, c) => unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType)), _noiseScheduler, latents, noise, timesteps, context,
             _o.WithPriorPreservation, _o.PriorLossWeight, _o.SnrGamma);
         var loss = result.Loss / _o.GradientAccumulationSteps;
         loss.backward();
@@ -273,8 +275,8 @@ public sealed class DreamBoothTrainer : IDisposable
         string unetDir = resumeCheckpoint is not null && !_o.LoRA ? Path.Combine(resumeCheckpoint, "unet") : _source.UnetDirectory ?? layout.ComponentDirectory("unet");
         string teDir = resumeCheckpoint is not null && _o.TrainTextEncoder && !_o.LoRA ? Path.Combine(resumeCheckpoint, "text_encoder")
             : _source.TextEncoderDirectory ?? layout.ComponentDirectory("text_encoder");
-        _unet = UNet2DConditionModel.FromPretrained(unetDir, ScalarType.Float32, _device);
-        _textEncoder = ClipTextModel.FromPretrained(teDir, _o.TrainTextEncoder ? ScalarType.Float32 : _frozenDType, _device);
+        _unet = UNet2DConditionModel.FromPretrained(unetDir, UnetDType, _device);
+        _textEncoder = ClipTextModel.FromPretrained(teDir, _o.TrainTextEncoder && !_o.LoRA ? ScalarType.Float32 : _frozenDType, _device);
         _vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), _frozenDType, _device);
         _schedulerConfig = SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
         _noiseScheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler", _schedulerConfig);
@@ -310,6 +312,9 @@ public sealed class DreamBoothTrainer : IDisposable
         }
         _trainable = LoRANetworks().SelectMany(n => n.NamedParameters()).ToList();
     }
+
+    /// <summary>fp32 master weights when the UNet trains; the frozen dtype when only LoRA adapters do.</summary>
+    ScalarType UnetDType => _o.LoRA ? _frozenDType : ScalarType.Float32;
 
     IEnumerable<LoRANetwork> LoRANetworks() => new[] { _unetLora, _textEncoderLora }.OfType<LoRANetwork>();
 
@@ -371,7 +376,7 @@ public sealed class DreamBoothTrainer : IDisposable
         _unet.eval();
         try
         {
-            var pipeline = new StableDiffusionPipeline(_tokenizer, _textEncoder, _unet, _vae, _schedulerConfig, _device, ScalarType.Float32)
+            var pipeline = new StableDiffusionPipeline(_tokenizer, _textEncoder, _unet, _vae, _schedulerConfig, _device, UnetDType)
             { SourcePath = _o.OutputDirectory };
             var dir = Path.Combine(_o.OutputDirectory, "validation", $"step-{step}");
             Directory.CreateDirectory(dir);

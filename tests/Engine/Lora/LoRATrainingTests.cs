@@ -84,6 +84,24 @@ public sealed class LoRATrainingTests : IDisposable
     }
 
     [Fact]
+    public void Bf16FrozenModels_TrainFp32Adapters()
+    {
+        var output = Path.Combine(_dir, "bf16");
+        var o = Options(output, textEncoder: true) with { MixedPrecision = "bf16", WithPriorPreservation = false, MaxTrainSteps = 2, CheckpointingSteps = 100, SaveKohyaLoRA = false,
+            ValidationPrompts = new[] { "a photo of sks toy" }, ValidationSteps = 2, NumValidationImages = 1, ValidationInferenceSteps = 2 };
+        DreamBoothTrainer.Train(o, new TrainingEvents(), CancellationToken.None);
+        using var w = LoRAWeights.Load(Path.Combine(output, LoRAWeights.FileName));
+        foreach (var component in new[] { LoRATargets.Unet, LoRATargets.TextEncoder })
+        {
+            Assert.True(w.For(component).Values.Any(m => m.Up.abs().sum().item<float>() > 0), component + " adapters were not trained");
+            Assert.All(w.For(component).Values, m => Assert.True(m.Up.isfinite().all().item<bool>() && m.Down.isfinite().all().item<bool>()));
+        }
+        Assert.Single(Directory.GetFiles(Path.Combine(output, "validation", "step-2"), "*.png"));
+        using var raw = SafetensorsFile.Open(Path.Combine(output, LoRAWeights.FileName));
+        Assert.All(raw.Entries, e => Assert.Equal("F32", e.DType));
+    }
+
+    [Fact]
     public void TrainingFromALoRAOutput_IsRefused()
     {
         var lora = Path.Combine(_dir, "lora-out");
