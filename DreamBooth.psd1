@@ -18,6 +18,7 @@
         'Start-DreamBoothTraining'
         'Resume-DreamBoothTraining'
         'Clear-DreamBoothModelCache'
+        'Merge-DreamBoothLoRA'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

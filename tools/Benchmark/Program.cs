@@ -21,6 +21,7 @@ public static class Program
             "pipeline-tiny" => PipelineTiny(repo, args.Skip(1).ToArray()),
             "profile-tiny" => Profile.Tiny(repo),
             "profile-ops" => ProfileOps.Run(),
+            "train-sd14-lora" => LoRABenchmark.Run(repo, args.Skip(1).ToArray()),   // LoRA (issue 8)
             _ => Benchmarks.Run(args[0], repo, args.Skip(1).ToArray()),
         };
     }

@@ -41,6 +41,12 @@ public static class PipelineCache
     {
         var p = StableDiffusionPipeline.FromPretrained(source.BaseModel, dtype, device, source.UnetDirectory, source.TextEncoderDirectory);
         p.SourcePath = source.Path;
+        // LoRA run output/checkpoint: bake its adapters into this in-memory copy (the base files stay untouched).
+        if (source.IsLoRA)
+        {
+            try { using var set = Lora.LoRAAdapterSet.Apply(p, source.LoRAWeights.Select(f => new Lora.LoRAReference(f))); set.Merge(); }
+            catch { p.Dispose(); throw; }
+        }
         return p;
     }
 

@@ -58,6 +58,16 @@ public sealed record DreamBoothOptions
     public bool SetGradsToNone { get; init; }
     public bool OffloadOptimizerState { get; init; }
     public bool CacheLatents { get; init; }
+    // LoRA (issue 8): frozen UNet/text encoder with trainable adapters (diffusers' train_dreambooth_lora.py).
+    /// <summary>Train LoRA adapters on the attention projections instead of the full weights.</summary>
+    public bool LoRA { get; init; }
+    /// <summary>LoRA rank r (diffusers' --rank, default 4).</summary>
+    public int LoRARank { get; init; } = 4;
+    /// <summary>lora_alpha; the adapter is scaled by alpha / rank. Null = rank (scale 1, as diffusers' script).</summary>
+    public double? LoRAAlpha { get; init; }
+    /// <summary>Also write the adapters in the kohya / A1111 key layout (pytorch_lora_weights_kohya.safetensors).</summary>
+    public bool SaveKohyaLoRA { get; init; }
+    [JsonIgnore] public double EffectiveLoRAAlpha => LoRAAlpha ?? LoRARank;
 
     /// <summary>Checks ranges and combinations before any work starts; messages say what to change.</summary>
     public void Validate()
@@ -84,6 +94,9 @@ public sealed record DreamBoothOptions
         Range(ValidationSteps >= 1, nameof(ValidationSteps), ValidationSteps, "must be at least 1");
         Range(NumValidationImages >= 1, nameof(NumValidationImages), NumValidationImages, "must be at least 1");
         Range(SnrGamma is null or > 0, nameof(SnrGamma), SnrGamma!, "must be positive");
+        Range(LoRARank >= 1, nameof(LoRARank), LoRARank, "must be at least 1");
+        Range(LoRAAlpha is null or > 0, nameof(LoRAAlpha), LoRAAlpha!, "must be positive");
+        if (SaveKohyaLoRA && !LoRA) throw new ArgumentException("-SaveKohyaLoRA needs -LoRA (a full fine-tune has no adapters to write).");
         if (WithPriorPreservation)
         {
             if (string.IsNullOrWhiteSpace(ClassDataDirectory)) throw new ArgumentException("-WithPriorPreservation needs -ClassDataDirectory (a folder for class images; missing ones are generated).");

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Lora;
 using DreamBooth.Engine.Models.Autoencoders;
 using DreamBooth.Engine.Models.TextEncoders;
 using DreamBooth.Engine.Models.Unets;
@@ -36,6 +37,9 @@ public sealed class DreamBoothTrainer : IDisposable
     DreamBoothDataset _dataset = null!;
     List<(string Name, Parameter Param)> _trainable = null!;
     readonly List<CheckpointInfo> _checkpoints = new();
+    // LoRA runs (issue 8): adapters on the frozen UNet (and text encoder); null in full fine-tuning.
+    LoRANetwork? _unetLora;
+    LoRANetwork? _textEncoderLora;
 
     // Run state: everything a checkpoint must hold to continue bit-identically.
     TrainingState _state = null!;
@@ -81,6 +85,8 @@ public sealed class DreamBoothTrainer : IDisposable
     {
         o.Validate();
         ModelSource.Resolve(o.Model).ToString();
+        if (ModelSource.Resolve(o.Model).IsLoRA)
+            throw new ArgumentException($"'{o.Model}' is a LoRA output (adapters only). Bake it into a full model first with Merge-DreamBoothLoRA, then train from that folder.");
         DiffusersPipelineFolder.Open(ModelSource.Resolve(o.Model).BaseModel);
         if (!Directory.Exists(o.InstanceDataDirectory))
             throw new DirectoryNotFoundException($"Instance folder '{o.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
@@ -250,7 +256,9 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.TrainTextEncoder) context = _textEncoder.Forward(ids).LastHiddenState;
         else using (torch.no_grad()) context = _textEncoder.Forward(ids).LastHiddenState.to(ScalarType.Float32);
 
-        var result = DreamBoothLoss.Compute((x, t, c) => _unet.forward(x, t, c), _noiseScheduler, latents, noise, timesteps, context,
+        // LoRA: the frozen UNet may be held in the mixed-precision dtype (as train_dreambooth_lora.py does); adapters stay fp32.
+        var unetDType = UnetDType;
+        var result = DreamBoothLoss.Compute((x, t, c) => unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType)), _noiseScheduler, latents, noise, timesteps, context,
             _o.WithPriorPreservation, _o.PriorLossWeight, _o.SnrGamma);
         var loss = result.Loss / _o.GradientAccumulationSteps;
         loss.backward();
@@ -263,11 +271,12 @@ public sealed class DreamBoothTrainer : IDisposable
         var layout = DiffusersPipelineFolder.Open(_source.BaseModel);
         _tokenizer = ClipTokenizer.FromPretrained(layout.ComponentDirectory("tokenizer"));
         // Trainable weights are fp32 master weights; frozen ones may be held in the mixed-precision dtype.
-        string unetDir = resumeCheckpoint is not null ? Path.Combine(resumeCheckpoint, "unet") : _source.UnetDirectory ?? layout.ComponentDirectory("unet");
-        string teDir = resumeCheckpoint is not null && _o.TrainTextEncoder ? Path.Combine(resumeCheckpoint, "text_encoder")
+        // LoRA: the base weights never change, so a resume reloads them from the source and only the adapters from the checkpoint.
+        string unetDir = resumeCheckpoint is not null && !_o.LoRA ? Path.Combine(resumeCheckpoint, "unet") : _source.UnetDirectory ?? layout.ComponentDirectory("unet");
+        string teDir = resumeCheckpoint is not null && _o.TrainTextEncoder && !_o.LoRA ? Path.Combine(resumeCheckpoint, "text_encoder")
             : _source.TextEncoderDirectory ?? layout.ComponentDirectory("text_encoder");
-        _unet = UNet2DConditionModel.FromPretrained(unetDir, ScalarType.Float32, _device);
-        _textEncoder = ClipTextModel.FromPretrained(teDir, _o.TrainTextEncoder ? ScalarType.Float32 : _frozenDType, _device);
+        _unet = UNet2DConditionModel.FromPretrained(unetDir, UnetDType, _device);
+        _textEncoder = ClipTextModel.FromPretrained(teDir, _o.TrainTextEncoder && !_o.LoRA ? ScalarType.Float32 : _frozenDType, _device);
         _vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), _frozenDType, _device);
         _schedulerConfig = SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
         _noiseScheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler", _schedulerConfig);
@@ -281,9 +290,33 @@ public sealed class DreamBoothTrainer : IDisposable
             _unet.CheckpointRunner = GradientCheckpoint.Run;
             if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.Run; }
         }
+        if (_o.LoRA) { CreateLoRA(resumeCheckpoint); return; }
         _trainable = _unet.named_parameters().Select(p => ("unet." + p.name, p.parameter)).ToList();
         if (_o.TrainTextEncoder) _trainable.AddRange(_textEncoder.named_parameters().Select(p => ("text_encoder." + p.name, p.parameter)));
     }
+
+    /// <summary>LoRA: freezes the base models, attaches PEFT-initialised adapters (or the checkpoint's), trains only them.</summary>
+    void CreateLoRA(string? resumeCheckpoint)
+    {
+        foreach (var p in _unet.parameters()) p.requires_grad = false;
+        foreach (var p in _textEncoder.parameters()) p.requires_grad = false;
+        // Own generator: adapter init must not shift the noise/timestep stream that resume replays.
+        using var init = new torch.Generator((ulong)_o.Seed);
+        _unetLora = LoRANetwork.Create(_unet, LoRATargets.Unet, _o.LoRARank, _o.EffectiveLoRAAlpha, init);
+        if (_o.TrainTextEncoder) _textEncoderLora = LoRANetwork.Create(_textEncoder, LoRATargets.TextEncoder, _o.LoRARank, _o.EffectiveLoRAAlpha, init);
+        if (resumeCheckpoint is not null)
+        {
+            using var saved = LoRAWeights.Load(Path.Combine(resumeCheckpoint, LoRAWeights.FileName));
+            _unetLora.LoadWeights(saved.For(LoRATargets.Unet));
+            _textEncoderLora?.LoadWeights(saved.For(LoRATargets.TextEncoder));
+        }
+        _trainable = LoRANetworks().SelectMany(n => n.NamedParameters()).ToList();
+    }
+
+    /// <summary>fp32 master weights when the UNet trains; the frozen dtype when only LoRA adapters do.</summary>
+    ScalarType UnetDType => _o.LoRA ? _frozenDType : ScalarType.Float32;
+
+    IEnumerable<LoRANetwork> LoRANetworks() => new[] { _unetLora, _textEncoderLora }.OfType<LoRANetwork>();
 
     void CreateOptimizer()
     {
@@ -321,6 +354,13 @@ public sealed class DreamBoothTrainer : IDisposable
             CheckpointStore.Prune(_o.OutputDirectory, limit - 1, _events.ConfirmDelete, _events.Log);
         var path = CheckpointStore.Save(_o.OutputDirectory, snapshot, dir =>
         {
+            if (_o.LoRA)
+            {
+                // Adapters only (megabytes); ModelSource applies them onto base_model, so the checkpoint is inference-ready.
+                LoRAWeights.Save(Path.Combine(dir, LoRAWeights.FileName), LoRANetworks(), LoRAFormat.Diffusers, _source.BaseModel);
+                _optimizer.SaveState(Path.Combine(dir, CheckpointStore.OptimizerFile));
+                return;
+            }
             _unet.SavePretrained(Path.Combine(dir, "unet"));
             if (_o.TrainTextEncoder) _textEncoder.SavePretrained(Path.Combine(dir, "text_encoder"));
             _optimizer.SaveState(Path.Combine(dir, CheckpointStore.OptimizerFile));
@@ -336,7 +376,7 @@ public sealed class DreamBoothTrainer : IDisposable
         _unet.eval();
         try
         {
-            var pipeline = new StableDiffusionPipeline(_tokenizer, _textEncoder, _unet, _vae, _schedulerConfig, _device, ScalarType.Float32)
+            var pipeline = new StableDiffusionPipeline(_tokenizer, _textEncoder, _unet, _vae, _schedulerConfig, _device, UnetDType)
             { SourcePath = _o.OutputDirectory };
             var dir = Path.Combine(_o.OutputDirectory, "validation", $"step-{step}");
             Directory.CreateDirectory(dir);
@@ -363,6 +403,7 @@ public sealed class DreamBoothTrainer : IDisposable
     void SavePipeline()
     {
         var output = Path.GetFullPath(_o.OutputDirectory);
+        if (_o.LoRA) { SaveLoRAOutput(output); return; }
         var layout = DiffusersPipelineFolder.Open(_source.BaseModel);
         var staging = Path.Combine(output, ".pipeline-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(staging);
@@ -391,6 +432,23 @@ public sealed class DreamBoothTrainer : IDisposable
         }
     }
 
+    /// <summary>LoRA run output as train_dreambooth_lora.py writes it: OUTPUT/pytorch_lora_weights.safetensors (+ kohya copy).</summary>
+    void SaveLoRAOutput(string output)
+    {
+        void Write(string name, LoRAFormat format)
+        {
+            var temp = Path.Combine(output, "." + name + ".tmp-" + Guid.NewGuid().ToString("N")[..8]);
+            try
+            {
+                LoRAWeights.Save(temp, LoRANetworks(), format, _source.BaseModel);
+                File.Move(temp, Path.Combine(output, name), overwrite: true);
+            }
+            finally { if (File.Exists(temp)) File.Delete(temp); }
+        }
+        Write(LoRAWeights.FileName, LoRAFormat.Diffusers);
+        if (_o.SaveKohyaLoRA) Write(LoRAWeights.KohyaFileName, LoRAFormat.Kohya);
+    }
+
     static void CopyDirectory(string from, string to)
     {
         Directory.CreateDirectory(to);
@@ -407,6 +465,8 @@ public sealed class DreamBoothTrainer : IDisposable
     public void Dispose()
     {
         _optimizer?.Dispose();
+        _unetLora?.Dispose();
+        _textEncoderLora?.Dispose();
         _unet?.Dispose();
         _textEncoder?.Dispose();
         _vae?.Dispose();

@@ -23,12 +23,15 @@ public sealed class TrainingState
     [JsonPropertyName("engine_version")] public string EngineVersion { get; set; } = typeof(TrainingState).Assembly.GetName().Version?.ToString(3) ?? "";
     [JsonPropertyName("saved_at")] public DateTime SavedAt { get; set; }
     [JsonPropertyName("options")] public DreamBoothOptions Options { get; set; } = null!;
+    /// <summary>LoRA runs (issue 8): the adapter settings; the checkpoint holds pytorch_lora_weights.safetensors.</summary>
+    [JsonPropertyName("lora")] public Lora.LoRACheckpointInfo? LoRA { get; set; }
 
     public static TrainingState New(DreamBoothOptions options, string baseModel) => new()
     {
         Options = options with { Model = baseModel },
         BaseModel = baseModel,
         TrainedComponents = options.TrainTextEncoder ? new[] { "unet", "text_encoder" } : new[] { "unet" },
+        LoRA = options.LoRA ? Lora.LoRACheckpointInfo.For(options) : null,
     };
 
     /// <summary>A copy with the generators' current states, taken after each optimizer step.</summary>

@@ -73,6 +73,17 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     [ValidateSet("auto", "fp32", "fp16", "bf16")]
     public string Precision { get; set; } = "auto";
 
+    // LoRA (issue 8)
+    /// <summary>LoRA files (diffusers or kohya layout, detected) applied onto the model for this call; the model's files are not changed.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string[]? LoRA { get; set; }
+
+    /// <summary>Strength of each -LoRA file (one value for all, or one per file); 0 gives the model without the adapter.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public double[]? LoRAScale { get; set; }
+
     /// <summary>Load the model for this call only instead of keeping it cached for the next call.</summary>
     [Parameter]
     public SwitchParameter NoCache { get; set; }
@@ -91,6 +102,22 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
         try { source = ModelSource.Resolve(ResolvePath(Model)); DiffusersPipelineFolder.Open(source.BaseModel); }
         catch (Exception e) { ThrowEngineError(e, Model, "ModelNotFound"); }
 
+        var loras = new List<Engine.Lora.LoRAReference>();
+        if (LoRAScale is not null && LoRA is null)
+            ThrowInputError("-LoRAScale needs -LoRA <file>.", ErrorCategory.InvalidArgument, LoRAScale, "LoRAScaleWithoutLoRA");
+        if (LoRA is not null)
+        {
+            var scales = LoRAScale ?? new[] { 1.0 };
+            if (scales.Length != 1 && scales.Length != LoRA.Length)
+                ThrowInputError($"-LoRAScale takes one value or one per -LoRA file ({LoRA.Length}); got {scales.Length}.", ErrorCategory.InvalidArgument, LoRAScale, "LoRAScaleCount");
+            for (int i = 0; i < LoRA.Length; i++)
+            {
+                var file = ResolvePath(LoRA[i]);
+                if (Directory.Exists(file)) file = System.IO.Path.Combine(file, Engine.Lora.LoRAWeights.FileName);
+                if (!File.Exists(file)) ThrowInputError($"LoRA file '{file}' does not exist.", ErrorCategory.ObjectNotFound, LoRA[i], "LoRANotFound");
+                loras.Add(new Engine.Lora.LoRAReference(file, scales.Length == 1 ? scales[0] : scales[i]));
+            }
+        }
         var outputDir = ResolvePath(OutputDirectory);
         long seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue);
         var options = new TextToImageOptions
@@ -107,6 +134,8 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
             var dtype = DeviceSelection.ParsePrecision(Precision, device);
             ch.Progress(new ProgressRecord(1, "Generating images", $"Loading {source.Path}"));
             using var lease = PipelineCache.Acquire(source, dtype, device, useCache: !NoCache);
+            // Adapters hook onto the (possibly cached) pipeline for this call only and come off in Dispose.
+            using var adapters = loras.Count > 0 ? Engine.Lora.LoRAAdapterSet.Apply(lease.Pipeline, loras) : null;
             Directory.CreateDirectory(outputDir);
             var stamp = DateTime.Now.ToString("yyyyMMdd-HHmmss");
             var progress = new InlineProgress<DenoiseProgress>(p => ch.Progress(new ProgressRecord(1, "Generating images",

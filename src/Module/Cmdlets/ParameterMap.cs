@@ -48,6 +48,7 @@ public static class ParameterMap
         ["use_8bit_adam"] = "Use8BitAdam",
         ["set_grads_to_none"] = "SetGradsToNone",
         ["enable_xformers_memory_efficient_attention"] = "MemoryEfficientAttention",
+        ["rank"] = "Rank",   // train_dreambooth_lora.py
     };
 
     /// <summary>A config-file key as our parameter name ("learning_rate" → LearningRate; "LearningRate" unchanged).</summary>

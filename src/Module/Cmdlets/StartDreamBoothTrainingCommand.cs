@@ -67,6 +67,16 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     /// <summary>Accepted so the guide's commands translate; attention always uses scaled_dot_product_attention.</summary>
     [Parameter] [Alias("EnableXformersMemoryEfficientAttention")] public SwitchParameter MemoryEfficientAttention { get; set; }
 
+    // LoRA (issue 8): train adapters on a frozen model (diffusers' train_dreambooth_lora.py).
+    /// <summary>Train LoRA adapters on the attention projections instead of the whole UNet (and text encoder with -TrainTextEncoder).</summary>
+    [Parameter] public SwitchParameter LoRA { get; set; }
+    /// <summary>LoRA rank (diffusers' --rank).</summary>
+    [Parameter, ValidateRange(1, 1024)] [Alias("LoRARank")] public int Rank { get; set; } = 4;
+    /// <summary>LoRA alpha: adapters are scaled by Alpha / Rank. Default: Rank.</summary>
+    [Parameter] [Alias("LoRAAlpha")] public double? Alpha { get; set; }
+    /// <summary>Also write the adapters in the kohya / A1111 layout (pytorch_lora_weights_kohya.safetensors).</summary>
+    [Parameter] public SwitchParameter SaveKohyaLoRA { get; set; }
+
     /// <summary>A JSON or .psd1 file of settings named like these parameters or like diffusers' flags; parameters given on the command line win.</summary>
     [Parameter] public string? ConfigFile { get; set; }
 
@@ -96,6 +106,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             OutputDirectory = ResolvePath(OutputDirectory!), Device = Device, MixedPrecision = MixedPrecision,
             GradientCheckpointing = GradientCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents,
+            LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,
         };
         try { DreamBoothTrainer.Preflight(options); }
         catch (Exception e) { ThrowEngineError(e, options, "InvalidTrainingInput"); }

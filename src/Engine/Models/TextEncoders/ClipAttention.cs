@@ -41,12 +41,13 @@ public sealed class ClipAttention : nn.Module<Tensor, Tensor?, Tensor>
         using var scope = NewDisposeScope();
         long b = hiddenStates.shape[0], s = hiddenStates.shape[1];
         Tensor Heads(Tensor x) => x.view(b, s, numHeads, headDim).transpose(1, 2);
-        var q = Heads(q_proj.forward(hiddenStates));
-        var k = Heads(k_proj.forward(hiddenStates));
-        var v = Heads(v_proj.forward(hiddenStates));
+        // call (not forward) runs forward hooks: LoRA adapters (DreamBooth.Engine.Lora) attach to these projections.
+        var q = Heads(q_proj.call(hiddenStates));
+        var k = Heads(k_proj.call(hiddenStates));
+        var v = Heads(v_proj.call(hiddenStates));
         // TorchSharp's SDPA has no scale argument; its default 1/sqrt(head_dim) is CLIP's scale.
         var attn = nn.functional.scaled_dot_product_attention(q, k, v, attentionMask);
         attn = attn.transpose(1, 2).reshape(b, s, numHeads * headDim);
-        return out_proj.forward(attn).MoveToOuterDisposeScope();
+        return out_proj.call(attn).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,156 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Lora;
+
+/// <summary>
+/// One adapter on one model component (unet or text_encoder): a <see cref="LoRALayer"/> per target Linear, attached
+/// as a forward hook (y = W x + b + scale · B(A x)). Base parameters keep their names and values, so the base weights
+/// still load and save by diffusers names and detaching the adapter restores the model exactly. Several networks may
+/// be attached to the same model (several adapters, each with its own multiplier).
+/// </summary>
+public sealed class LoRANetwork : IDisposable
+{
+    readonly List<(string Name, Linear Target, LoRALayer Layer)> _layers = new();
+    readonly List<Linear.HookRemover> _hooks = new();
+    bool _disposed;
+
+    /// <summary>unet or text_encoder: the key prefix in diffusers' file.</summary>
+    public string Component { get; }
+    public IReadOnlyList<(string Name, Linear Target, LoRALayer Layer)> Layers => _layers;
+    public bool IsAttached => _hooks.Count > 0;
+
+    LoRANetwork(string component) => Component = component;
+
+    /// <summary>New trainable adapters (PEFT init: A Kaiming-uniform, B zero) on every target of <paramref name="model"/>.</summary>
+    public static LoRANetwork Create(nn.Module model, string component, int rank, double alpha, Generator? generator = null,
+        IReadOnlyList<string>? targets = null)
+    {
+        var network = new LoRANetwork(component);
+        var found = LoRATargets.Find(model, targets ?? LoRATargets.For(component));
+        if (found.Count == 0) throw new InvalidOperationException($"The {component} has no Linear layers named {string.Join(", ", targets ?? LoRATargets.For(component))} to put LoRA adapters on.");
+        foreach (var (name, linear) in found)
+        {
+            var w = linear.weight!;
+            var layer = new LoRALayer(w.shape[1], w.shape[0], rank, alpha, ScalarType.Float32, w.device);
+            layer.ResetParameters(generator);
+            network._layers.Add((name, linear, layer));
+        }
+        network.Attach();
+        return network;
+    }
+
+    /// <summary>
+    /// Adapters read from a file onto <paramref name="model"/>. Module names match in dotted (diffusers) or flat
+    /// (kohya) form; a name the model lacks, or a shape that does not fit, throws naming it.
+    /// </summary>
+    public static LoRANetwork FromWeights(nn.Module model, string component, IReadOnlyDictionary<string, LoRAModuleWeights> weights,
+        double multiplier = 1.0, ScalarType? dtype = null)
+    {
+        var network = new LoRANetwork(component);
+        var linears = model.named_modules().Where(m => m.module is Linear)
+            .GroupBy(m => LoRATargets.Flat(m.name)).ToDictionary(g => g.Key, g => (g.First().name, (Linear)g.First().module));
+        var missing = weights.Keys.Where(k => !linears.ContainsKey(LoRATargets.Flat(k))).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"The LoRA file has {missing.Count} {component} module(s) this model does not have, e.g. '{missing[0]}'. Is it for a different model type (SD 1.x UNet and CLIP ViT-L text encoder expected)?");
+        try
+        {
+            foreach (var (key, wts) in weights)
+            {
+                var (name, linear) = linears[LoRATargets.Flat(key)];
+                var w = linear.weight!;
+                if (wts.Down.dim() != 2 || wts.Up.dim() != 2 || wts.Down.shape[1] != w.shape[1] || wts.Up.shape[0] != w.shape[0] || wts.Up.shape[1] != wts.Down.shape[0])
+                    throw new InvalidDataException($"LoRA weights for {component} '{name}' have shapes down [{string.Join(",", wts.Down.shape)}], up [{string.Join(",", wts.Up.shape)}]; the layer is [{string.Join(",", w.shape)}].");
+                var layer = new LoRALayer(w.shape[1], w.shape[0], wts.Rank, wts.Alpha ?? wts.Rank, dtype ?? w.dtype, w.device) { Multiplier = multiplier };
+                using (torch.no_grad()) { layer.Down.copy_(wts.Down); layer.Up.copy_(wts.Up); }
+                foreach (var p in layer.parameters()) p.requires_grad = false;
+                network._layers.Add((name, linear, layer));
+            }
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+        network.Attach();
+        return network;
+    }
+
+    void Attach()
+    {
+        foreach (var (_, target, layer) in _layers)
+            _hooks.Add(target.register_forward_hook((_, input, output) =>
+            {
+                var delta = layer.forward(input);
+                var sum = output + (delta.dtype == output.dtype ? delta : delta.to(output.dtype));
+                delta.Dispose();
+                return sum;
+            }));
+    }
+
+    /// <summary>Removes the hooks: the model computes exactly as without adapters.</summary>
+    public void Detach()
+    {
+        foreach (var h in _hooks) h.remove();
+        _hooks.Clear();
+    }
+
+    /// <summary>Sets every layer's inference strength (diffusers' lora_scale / adapter weight).</summary>
+    public double Multiplier
+    {
+        get => _layers.Count == 0 ? 1.0 : _layers[0].Layer.Multiplier;
+        set { foreach (var l in _layers) l.Layer.Multiplier = value; }
+    }
+
+    /// <summary>Adapter parameters with their diffusers keys (<c>unet.{module}.lora_A.weight</c>), for the optimizer.</summary>
+    public IEnumerable<(string Name, Parameter Param)> NamedParameters()
+    {
+        foreach (var (name, _, layer) in _layers)
+        {
+            yield return ($"{Component}.{name}.lora_A.weight", layer.Down);
+            yield return ($"{Component}.{name}.lora_B.weight", layer.Up);
+        }
+    }
+
+    /// <summary>Copies values into this network's adapters (resume): every module must be present with its shape.</summary>
+    public void LoadWeights(IReadOnlyDictionary<string, LoRAModuleWeights> weights)
+    {
+        using var _ = torch.no_grad();
+        foreach (var (name, _, layer) in _layers)
+        {
+            if (!weights.TryGetValue(name, out var w) && !weights.TryGetValue(LoRATargets.Flat(name), out w))
+                throw new InvalidDataException($"The LoRA checkpoint has no weights for {Component} '{name}'.");
+            if (!w.Down.shape.SequenceEqual(layer.Down.shape) || !w.Up.shape.SequenceEqual(layer.Up.shape))
+                throw new InvalidDataException($"The LoRA checkpoint's {Component} '{name}' has rank {w.Rank}; this run uses rank {layer.Rank}.");
+            layer.Down.copy_(w.Down);
+            layer.Up.copy_(w.Up);
+        }
+    }
+
+    /// <summary>
+    /// Bakes the adapters into the base weights (W += scale · B·A, computed in fp32) and detaches them, like
+    /// diffusers' fuse_lora followed by unload.
+    /// </summary>
+    public void Merge()
+    {
+        Detach();
+        using var _ = torch.no_grad();
+        foreach (var (_, target, layer) in _layers)
+        {
+            using var scope = torch.NewDisposeScope();
+            var w = target.weight!;
+            var merged = w.to(ScalarType.Float32) + layer.DeltaWeight().to(w.device);
+            w.copy_(merged.to(w.dtype));
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        Detach();
+        foreach (var l in _layers) l.Layer.Dispose();
+        _layers.Clear();
+    }
+}
