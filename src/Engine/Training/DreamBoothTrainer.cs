@@ -190,6 +190,7 @@ public sealed class DreamBoothTrainer : IDisposable
                     accumulated = 0; micro = 0;
                     stepsThisSession++;
                     _lastSync = _state.Snapshot(generator, random);
+                    if (stepsThisSession == 1) _events.Log?.Invoke($"Optimizer state: {_optimizer.StateBytes / 1073741824.0:F2} GB{(_o.Use8BitAdam ? " (8-bit moments)" : "")}");   // memory recipes: shows what 8-bit Adam saves
 
                     double rate = stepsThisSession / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
                     Report("training", _state.GlobalStep, maxSteps, epoch, lastLoss, _state.SmoothedLoss, stepLr, total.Elapsed, null, rate);
