@@ -269,7 +269,8 @@ public sealed class DreamBoothTrainer : IDisposable
         else if (_o.TrainTextEncoder) context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState;
         else using (torch.no_grad()) context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState.to(ScalarType.Float32);
 
-        var result = DreamBoothLoss.Compute((x, t, c) => _unet.forward(x, t, c), _noiseScheduler, latents, noise, timesteps, context,
+        var compute = MixedPrecision.Parse(_o.MixedPrecision);   // autocast equivalent for the UNet forward
+        var result = DreamBoothLoss.Compute((x, t, c) => { using var _ = MixedPrecision.Autocast(compute); return _unet.forward(x, t, c); }, _noiseScheduler, latents, noise, timesteps, context,
             _o.WithPriorPreservation, _o.PriorLossWeight, _o.SnrGamma);
         var loss = result.Loss / _o.GradientAccumulationSteps;
         if (_scaler is not null) loss = _scaler.Scale(loss);
@@ -298,7 +299,12 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.GradientCheckpointing)
         {
             _unet.GradientCheckpointing = true;
-            _unet.CheckpointRunner = GradientCheckpoint.Run;
+            // The recompute in backward runs in the autocast state of the forward, as torch.utils.checkpoint restores it.
+            _unet.CheckpointRunner = (fn, xs) =>
+            {
+                var compute = MixedPrecision.ComputeDType;
+                return GradientCheckpoint.Run(ys => { using var _ = MixedPrecision.Autocast(compute); return fn(ys); }, xs);
+            };
             if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.Run; }
         }
         _trainable = _unet.named_parameters().Select(p => ("unet." + p.name, p.parameter)).ToList();
