@@ -1,11 +1,143 @@
+using System.Diagnostics;
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Models.Autoencoders;
+using DreamBooth.Engine.Models.TextEncoders;
+using DreamBooth.Engine.Models.Unets;
+using DreamBooth.Engine.Training;
+using TorchSharp;
+
 namespace DreamBooth.Benchmark;
 
-/// <summary>Full-size benchmarks (SD-1.4-shaped models with random weights).</summary>
+/// <summary>
+/// Full-size benchmarks (SD-1.4-shaped models with random weights).
+/// train-sd14 RECIPE [steps] [workdir]: DreamBooth steps at 512 px, batch 1 + prior (UNet batch 2), through
+/// DreamBoothTrainer.Train, on a random-weight SD-1.4 pipeline written once to WORKDIR/sd14-random (~5 GB).
+/// Run each recipe in its own process so VmHWM is that recipe's peak.
+/// </summary>
 public static class Benchmarks
 {
+    public static readonly string[] Recipes = { "fp32", "checkpointing", "8bit", "16GB", "12GB", "8GB", "bf16", "fp16" };
+
     public static int Run(string name, string repo, string[] args)
     {
-        Console.Error.WriteLine($"unknown benchmark '{name}'");
-        return 2;
+        if (name != "train-sd14") { Console.Error.WriteLine($"unknown benchmark '{name}'"); return 2; }
+        string recipe = args.Length > 0 ? args[0] : "fp32";
+        int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
+        string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
+        return TrainSd14(repo, recipe, steps, work);
+    }
+
+    sealed class StopAfterSteps : Exception { }
+
+    static int TrainSd14(string repo, string recipe, int steps, string work)
+    {
+        var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
+        var (instances, classes) = EnsureImages(work);
+        var output = Path.Combine(work, "out-" + recipe + "-" + Environment.ProcessId);
+        var o = new DreamBoothOptions
+        {
+            Model = pipeline, InstanceDataDirectory = instances, InstancePrompt = "a photo of sks dog",
+            ClassDataDirectory = classes, ClassPrompt = "a photo of dog", WithPriorPreservation = true, NumClassImages = 4,
+            Resolution = 512, TrainBatchSize = 1, MaxTrainSteps = steps + 1, CheckpointingSteps = 100000,
+            OutputDirectory = output, Device = "cpu", Seed = 0,
+        };
+        o = recipe switch
+        {
+            "fp32" => o,
+            "checkpointing" => o with { GradientCheckpointing = true },
+            "8bit" => o with { Use8BitAdam = true },
+            "16GB" or "12GB" or "8GB" => Apply(o, recipe),
+            "bf16" => o with { MixedPrecision = "bf16" },
+            "fp16" => o with { MixedPrecision = "fp16" },
+            _ => throw new ArgumentException($"recipe must be one of {string.Join(", ", Recipes)}"),
+        };
+
+        var marks = new List<double>();
+        var clock = Stopwatch.StartNew();
+        var cpu = new List<double>();
+        string stateLine = "";
+        var events = new TrainingEvents
+        {
+            Log = line =>
+            {
+                Console.WriteLine("  " + line);
+                if (line.StartsWith("***** Running training")) { marks.Add(clock.Elapsed.TotalSeconds); cpu.Add(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds); }
+                if (line.StartsWith("Optimizer state")) stateLine = line;
+            },
+            Warning = w => Console.WriteLine("  WARNING: " + w),
+            Progress = p =>
+            {
+                if (p.Phase != "training") return;
+                marks.Add(clock.Elapsed.TotalSeconds);
+                cpu.Add(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds);
+                Console.WriteLine($"  step {p.Step}: {marks[^1] - marks[^2]:F1} s wall, {cpu[^1] - cpu[^2]:F1} s CPU, loss {p.Loss:F4}, peak RSS {Program.PeakRssGB():F2} GB");
+                if (p.Step >= steps) throw new StopAfterSteps();   // no final save: only steps are measured
+            },
+        };
+        try { DreamBoothTrainer.Train(o, events, CancellationToken.None); }
+        catch (StopAfterSteps) { }
+        finally { if (Directory.Exists(output)) Directory.Delete(output, true); }
+
+        // The first step is a warm-up (allocations, first-touch of optimizer state); with one step it is all there is.
+        int skip = marks.Count > 2 ? 1 : 0;
+        double wall = Median(marks.Zip(marks.Skip(1), (a, b) => b - a).Skip(skip));
+        double cpuSeconds = Median(cpu.Zip(cpu.Skip(1), (a, b) => b - a).Skip(skip));
+        Console.WriteLine("| recipe | s/step wall (median) | CPU s/step | steps measured | peak RSS GB | peak device memory | optimizer state | threads |");
+        Console.WriteLine($"| {recipe} | {wall:F1} | {cpuSeconds:F1} | {marks.Count - 1 - skip}{(skip == 0 ? " (incl. warm-up)" : "")} | {Program.PeakRssGB():F2} | n/a (CPU) | {stateLine.Replace("Optimizer state: ", "")} | {torch.get_num_threads()} |");
+        return 0;
+    }
+
+    static double Median(IEnumerable<double> values)
+    {
+        var v = values.OrderBy(x => x).ToList();
+        return v.Count == 0 ? double.NaN : v.Count % 2 == 1 ? v[v.Count / 2] : (v[v.Count / 2 - 1] + v[v.Count / 2]) / 2;
+    }
+
+    static DreamBoothOptions Apply(DreamBoothOptions o, string profile)
+    {
+        var (applied, changes) = MemoryProfiles.Apply(o, profile);
+        foreach (var c in changes) Console.WriteLine("  profile " + profile + ": " + c);
+        return applied;
+    }
+
+    /// <summary>A diffusers folder with SD-1.4 configs and random weights (tokenizer and scheduler from the tiny fixture: same vocabulary and schedule).</summary>
+    static string EnsureRandomPipeline(string repo, string dir)
+    {
+        if (File.Exists(Path.Combine(dir, "model_index.json"))) return dir;
+        var configs = Path.Combine(repo, "tests/fixtures/configs/sd-v1-4");
+        var tiny = Path.Combine(repo, "tests/fixtures/tiny-sd");
+        Console.WriteLine($"writing random SD-1.4 pipeline to {dir} (once)");
+        Directory.CreateDirectory(dir);
+        torch.manual_seed(0);
+        using (var unet = UNet2DConditionModel.FromConfig(UNet2DConditionConfig.Load(Path.Combine(configs, "unet", "config.json"))))
+            unet.SavePretrained(Path.Combine(dir, "unet"));
+        using (var vae = AutoencoderKL.FromConfig(AutoencoderKLConfig.Load(Path.Combine(configs, "vae", "config.json"))))
+            vae.SavePretrained(Path.Combine(dir, "vae"));
+        using (var te = ClipTextModel.FromConfig(ClipTextConfig.Load(Path.Combine(configs, "text_encoder_config.json"))))
+            te.SavePretrained(Path.Combine(dir, "text_encoder"));
+        foreach (var component in new[] { "tokenizer", "scheduler" })
+        {
+            Directory.CreateDirectory(Path.Combine(dir, component));
+            foreach (var f in Directory.EnumerateFiles(Path.Combine(tiny, component))) File.Copy(f, Path.Combine(dir, component, Path.GetFileName(f)), true);
+        }
+        File.Copy(Path.Combine(tiny, "model_index.json"), Path.Combine(dir, "model_index.json"), true);   // last: marks the folder complete
+        return dir;
+    }
+
+    static (string Instances, string Classes) EnsureImages(string work)
+    {
+        var instances = Path.Combine(work, "instance");
+        var classes = Path.Combine(work, "class");
+        var g = new torch.Generator(0);
+        foreach (var d in new[] { instances, classes })
+        {
+            Directory.CreateDirectory(d);
+            for (int i = 0; i < 4; i++)
+            {
+                var f = Path.Combine(d, $"{i}.png");
+                if (!File.Exists(f)) { using var img = torch.rand(new long[] { 3, 512, 512 }, generator: g); PngWriter.Save(img, f); }
+            }
+        }
+        return (instances, classes);
     }
 }

@@ -13,7 +13,7 @@ namespace DreamBooth.Engine.Lora;
 public sealed class LoRANetwork : IDisposable
 {
     readonly List<(string Name, Linear Target, LoRALayer Layer)> _layers = new();
-    readonly List<Linear.HookRemover> _hooks = new();
+    readonly List<IDisposable> _hooks = new();
     bool _disposed;
 
     /// <summary>unet or text_encoder: the key prefix in diffusers' file.</summary>
@@ -80,19 +80,13 @@ public sealed class LoRANetwork : IDisposable
     void Attach()
     {
         foreach (var (_, target, layer) in _layers)
-            _hooks.Add(target.register_forward_hook((_, input, output) =>
-            {
-                var delta = layer.forward(input);
-                var sum = output + (delta.dtype == output.dtype ? delta : delta.to(output.dtype));
-                delta.Dispose();
-                return sum;
-            }));
+            _hooks.Add(Models.LinearAdapters.Attach(target, layer.forward));
     }
 
     /// <summary>Removes the hooks: the model computes exactly as without adapters.</summary>
     public void Detach()
     {
-        foreach (var h in _hooks) h.remove();
+        foreach (var h in _hooks) h.Dispose();
         _hooks.Clear();
     }
 

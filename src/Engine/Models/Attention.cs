@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -59,10 +60,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         if (group_norm is not null) x = group_norm.forward(x.transpose(1, 2)).transpose(1, 2);
 
         var context = encoderHiddenStates ?? x;
-        // call (not forward) runs forward hooks: LoRA adapters (DreamBooth.Engine.Lora) attach to these projections.
-        var q = SplitHeads(to_q.call(x), b);
-        var k = SplitHeads(to_k.call(context), b);
-        var v = SplitHeads(to_v.call(context), b);
+        var q = SplitHeads(MixedPrecision.Forward(to_q, x), b);
+        var k = SplitHeads(MixedPrecision.Forward(to_k, context), b);
+        var v = SplitHeads(MixedPrecision.Forward(to_v, context), b);
 
         var dtype = q.dtype;
         bool upcast = upcastAttention && dtype is ScalarType.Float16 or ScalarType.BFloat16;
@@ -71,7 +71,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         if (upcast) attn = attn.to(dtype);
 
         var output = attn.transpose(1, 2).reshape(b, -1, Heads * DimHead);
-        output = to_out[1].forward(to_out[0].call(output));
+        output = to_out[1].forward(MixedPrecision.Forward(to_out[0], output));
         if (spatial) output = output.transpose(-1, -2).reshape(b, c, h, w);
         if (residualConnection) output = output + residual;
         if (rescaleOutputFactor != 1.0) output = output / rescaleOutputFactor;

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -42,9 +43,9 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x = hiddenStates;
-        x = attn1.forward(norm1.forward(x), onlyCrossAttention ? encoderHiddenStates : null) + x;
-        if (attn2 is not null) x = attn2.forward(norm2!.forward(x), encoderHiddenStates) + x;
-        x = ff.forward(norm3.forward(x)) + x;
+        x = attn1.forward(MixedPrecision.Forward(norm1, x), onlyCrossAttention ? encoderHiddenStates : null) + x;
+        if (attn2 is not null) x = attn2.forward(MixedPrecision.Forward(norm2!, x), encoderHiddenStates) + x;
+        x = ff.forward(MixedPrecision.Forward(norm3, x)) + x;
         return x.MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,6 +25,6 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x = padding == 0 ? nn.functional.pad(input, new long[] { 0, 1, 0, 1 }, PaddingModes.Constant, 0.0) : input;
-        return conv.forward(x).MoveToOuterDisposeScope();
+        return MixedPrecision.Forward(conv, x).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -20,7 +21,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x = input;
-        foreach (var m in net) x = m.forward(x);
+        foreach (var m in net) x = MixedPrecision.Forward(m, x);
         return x.MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,7 +19,7 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = torch.NewDisposeScope();
-        var parts = proj.forward(input).chunk(2, dim: -1);
+        var parts = MixedPrecision.Forward(proj, input).chunk(2, dim: -1);
         var gate = parts[1];
         return (parts[0] * nn.functional.gelu(gate)).MoveToOuterDisposeScope();
     }

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -45,14 +46,14 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor input, Tensor? temb)
     {
         using var scope = torch.NewDisposeScope();
-        var h = conv1.forward(nonlinearity.forward(norm1.forward(input)));
+        var h = MixedPrecision.Forward(conv1, nonlinearity.forward(MixedPrecision.Forward(norm1, input)));
         if (time_emb_proj is not null && temb is not null)
         {
-            var t = time_emb_proj.forward(nonlinearity.forward(temb));
+            var t = MixedPrecision.Forward(time_emb_proj, nonlinearity.forward(temb));
             h = h + t[.., .., TensorIndex.None, TensorIndex.None];
         }
-        h = conv2.forward(dropout.forward(nonlinearity.forward(norm2.forward(h))));
-        var shortcut = conv_shortcut is null ? input : conv_shortcut.forward(input);
+        h = MixedPrecision.Forward(conv2, dropout.forward(nonlinearity.forward(MixedPrecision.Forward(norm2, h))));
+        var shortcut = conv_shortcut is null ? input : MixedPrecision.Forward(conv_shortcut, input);
         var output = shortcut + h;
         if (outputScaleFactor != 1.0) output = output / outputScaleFactor;
         return output.MoveToOuterDisposeScope();

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,6 +23,6 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor sample)
     {
         using var scope = torch.NewDisposeScope();
-        return linear_2.forward(act.forward(linear_1.forward(sample))).MoveToOuterDisposeScope();
+        return MixedPrecision.Forward(linear_2, act.forward(MixedPrecision.Forward(linear_1, sample))).MoveToOuterDisposeScope();
     }
 }

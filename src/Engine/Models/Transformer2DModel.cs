@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -40,11 +41,11 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         using var scope = torch.NewDisposeScope();
         long b = hiddenStates.shape[0], h = hiddenStates.shape[2], w = hiddenStates.shape[3];
         var residual = hiddenStates;
-        var x = norm.forward(hiddenStates);
-        if (!useLinearProjection) x = proj_in.forward(x);
+        var x = MixedPrecision.Forward(norm, hiddenStates);
+        if (!useLinearProjection) x = MixedPrecision.Forward(proj_in, x);
         long inner = x.shape[1];
         x = x.permute(0, 2, 3, 1).reshape(b, h * w, inner);
-        if (useLinearProjection) x = proj_in.forward(x);
+        if (useLinearProjection) x = MixedPrecision.Forward(proj_in, x);
 
         foreach (var block in transformer_blocks)
         {
@@ -54,9 +55,9 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
                 : checkpointing.Run(a => new[] { blk.forward(a[0], a[1]) }, x, encoderHiddenStates);
         }
 
-        if (useLinearProjection) x = proj_out.forward(x);
+        if (useLinearProjection) x = MixedPrecision.Forward(proj_out, x);
         x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous();
-        if (!useLinearProjection) x = proj_out.forward(x);
+        if (!useLinearProjection) x = MixedPrecision.Forward(proj_out, x);
         return (x + residual).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -29,6 +30,6 @@ public sealed class Upsample2D : nn.Module<Tensor, long[]?, Tensor>
             ? nn.functional.interpolate(x, scale_factor: new[] { 2.0, 2.0 }, mode: InterpolationMode.Nearest)
             : nn.functional.interpolate(x, size: outputSize, mode: InterpolationMode.Nearest);
         if (input.dtype == ScalarType.BFloat16) x = x.to(ScalarType.BFloat16);
-        return conv.forward(x).MoveToOuterDisposeScope();
+        return MixedPrecision.Forward(conv, x).MoveToOuterDisposeScope();
     }
 }

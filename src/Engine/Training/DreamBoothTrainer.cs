@@ -41,6 +41,11 @@ public sealed class DreamBoothTrainer : IDisposable
     LoRANetwork? _unetLora;
     LoRANetwork? _textEncoderLora;
 
+    // Memory and precision recipes: fp16 loss scaling, cached latents, precomputed prompt embeddings.
+    DynamicLossScaler? _scaler;
+    LatentCache? _latentCache;
+    Dictionary<string, Tensor>? _promptEmbeddings;
+
     // Run state: everything a checkpoint must hold to continue bit-identically.
     TrainingState _state = null!;
     TrainingState? _lastSync;
@@ -130,11 +135,14 @@ public sealed class DreamBoothTrainer : IDisposable
         double lr = _o.ScaleLearningRate ? _o.LearningRate * _o.GradientAccumulationSteps * _o.TrainBatchSize : _o.LearningRate;
         _lrLambda = LearningRateSchedules.Create(_o.LearningRateScheduler, _o.LearningRateWarmupSteps, maxSteps, _o.LearningRateNumCycles, _o.LearningRatePower, baseLr: lr);
         CreateOptimizer();
+        if (_o.MixedPrecision == "fp16") _scaler = new DynamicLossScaler();
+        if (_o.CacheLatents) CacheInputs(total);
 
         if (resume is { } r)
         {
             _state = r.State;
             _optimizer.LoadState(Path.Combine(r.Path, CheckpointStore.OptimizerFile));
+            if (_scaler is not null && _state.LossScaler is not null) _scaler.LoadState(_state.LossScaler);
             _events.Log?.Invoke($"Resuming from {r.Path} at step {_state.GlobalStep} (epoch {_state.Epoch}, batch {_state.BatchInEpoch}).");
         }
         else
@@ -184,10 +192,15 @@ public sealed class DreamBoothTrainer : IDisposable
                     bool endOfEpoch = b == batchesPerEpoch - 1;
                     if (micro % _o.GradientAccumulationSteps != 0 && !endOfEpoch) continue;
 
-                    double gradNorm = GradientClipping.ClipGradNorm(_trainable.Select(p => p.Param), _o.MaxGradNorm);
+                    _events.AfterBackward?.Invoke(_state.GlobalStep, _trainable.Select(p => p.Param).ToList());
                     double stepLr = lr * _lrLambda(_state.GlobalStep);
+                    // fp16: unscale, and on inf/NaN skip the step and halve the scale (GradScaler); otherwise clip and step.
+                    bool scaledFinite = _scaler?.UnscaleAndCheck(_trainable.Select(p => p.Param)) ?? true;
+                    double gradNorm = scaledFinite ? GradientClipping.ClipGradNorm(_trainable.Select(p => p.Param), _o.MaxGradNorm) : double.PositiveInfinity;
                     if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr);
+                    else if (_scaler is not null) _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: fp16 gradients overflowed at loss scale {_scaler.LossScale}; the update was skipped and the scale halved.");
                     else _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: gradient norm is {gradNorm}; the update was skipped so the weights stay intact.");
+                    if (_scaler is not null) { _scaler.Update(double.IsFinite(gradNorm)); _state.LossScaler = _scaler.GetState(); }
                     _optimizer.ZeroGrad(_o.SetGradsToNone);
                     _state.GlobalStep++;
                     _state.BatchInEpoch = b + 1;
@@ -196,6 +209,7 @@ public sealed class DreamBoothTrainer : IDisposable
                     accumulated = 0; micro = 0;
                     stepsThisSession++;
                     _lastSync = _state.Snapshot(generator, random);
+                    if (stepsThisSession == 1) _events.Log?.Invoke($"Optimizer state: {_optimizer.StateBytes / 1073741824.0:F2} GB{(_o.Use8BitAdam ? " (8-bit moments)" : "")}");   // memory recipes: shows what 8-bit Adam saves
 
                     double rate = stepsThisSession / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
                     Report("training", _state.GlobalStep, maxSteps, epoch, lastLoss, _state.SmoothedLoss, stepLr, total.Elapsed, null, rate);
@@ -232,19 +246,24 @@ public sealed class DreamBoothTrainer : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         var instance = new List<Tensor>(); var cls = new List<Tensor>();
-        foreach (var i in indices)
+        if (_latentCache is null)
+            foreach (var i in indices)
+            {
+                var (a, c) = _dataset.Get(i, random);
+                instance.Add(a); if (c is not null) cls.Add(c);
+            }
+        else
         {
-            var (a, c) = _dataset.Get(i, random);
-            instance.Add(a); if (c is not null) cls.Add(c);
+            instance.AddRange(indices.Select(_ => (Tensor)null!));
+            if (_dataset.ClassImages.Count > 0) cls.AddRange(indices.Select(_ => (Tensor)null!));
         }
-        var pixels = torch.stack(instance.Concat(cls).ToArray()).to(_frozenDType, _device);
         var prompts = Enumerable.Repeat(_o.InstancePrompt, instance.Count).Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", cls.Count)).ToList();
-        var ids = _tokenizer.EncodeBatch(prompts).ToTensor().to(_device);
 
         Tensor latents;
         using (torch.no_grad())
         {
-            var dist = _vae.Encode(pixels);
+            using var dist = _latentCache is not null ? _latentCache.Batch(indices)
+                : _vae.Encode(torch.stack(instance.Concat(cls).ToArray()).to(_frozenDType, _device));
             latents = (dist.Sample(generator) * _vae.ScalingFactor).to(ScalarType.Float32);
         }
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
@@ -253,14 +272,22 @@ public sealed class DreamBoothTrainer : IDisposable
         var timesteps = torch.randint(0, _noiseScheduler.Config.NumTrainTimesteps, new[] { latents.shape[0] }, dtype: ScalarType.Int64, generator: generator).to(_device);
 
         Tensor context;
-        if (_o.TrainTextEncoder) context = _textEncoder.Forward(ids).LastHiddenState;
-        else using (torch.no_grad()) context = _textEncoder.Forward(ids).LastHiddenState.to(ScalarType.Float32);
+        if (_promptEmbeddings is not null) context = torch.cat(prompts.Select(p => _promptEmbeddings[p]).ToArray(), 0);
+        else if (_o.TrainTextEncoder) context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState;
+        else using (torch.no_grad()) context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState.to(ScalarType.Float32);
 
-        // LoRA: the frozen UNet may be held in the mixed-precision dtype (as train_dreambooth_lora.py does); adapters stay fp32.
+        // Autocast equivalent for the UNet forward; with LoRA the frozen UNet may be held in the mixed-precision dtype
+        // (as train_dreambooth_lora.py does) while the adapters stay fp32.
+        var compute = MixedPrecision.Parse(_o.MixedPrecision);
         var unetDType = UnetDType;
-        var result = DreamBoothLoss.Compute((x, t, c) => unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType)), _noiseScheduler, latents, noise, timesteps, context,
+        var result = DreamBoothLoss.Compute((x, t, c) =>
+            {
+                using var _ = MixedPrecision.Autocast(compute);
+                return unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType));
+            }, _noiseScheduler, latents, noise, timesteps, context,
             _o.WithPriorPreservation, _o.PriorLossWeight, _o.SnrGamma);
         var loss = result.Loss / _o.GradientAccumulationSteps;
+        if (_scaler is not null) loss = _scaler.Scale(loss);
         loss.backward();
         GradientCheckpoint.ThrowPendingError();
         return result.Loss.item<float>();
@@ -287,7 +314,12 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.GradientCheckpointing)
         {
             _unet.GradientCheckpointing = true;
-            _unet.CheckpointRunner = GradientCheckpoint.Run;
+            // The recompute in backward runs in the autocast state of the forward, as torch.utils.checkpoint restores it.
+            _unet.CheckpointRunner = (fn, xs) =>
+            {
+                var compute = MixedPrecision.ComputeDType;
+                return GradientCheckpoint.Run(ys => { using var _ = MixedPrecision.Autocast(compute); return fn(ys); }, xs);
+            };
             if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.Run; }
         }
         if (_o.LoRA) { CreateLoRA(resumeCheckpoint); return; }
@@ -317,6 +349,33 @@ public sealed class DreamBoothTrainer : IDisposable
     ScalarType UnetDType => _o.LoRA ? _frozenDType : ScalarType.Float32;
 
     IEnumerable<LoRANetwork> LoRANetworks() => new[] { _unetLora, _textEncoderLora }.OfType<LoRANetwork>();
+
+
+    /// <summary>
+    /// -CacheLatents: encode every image once (center crop, no flip) and, with a frozen text encoder, the two prompts
+    /// once; the text encoder is then freed unless validation needs it.
+    /// </summary>
+    void CacheInputs(Stopwatch total)
+    {
+        _events.Log?.Invoke("Caching latents: each image is encoded once (center crop, no random flip), the VAE is not run per step.");
+        _latentCache = LatentCache.Build(_dataset, _vae, _frozenDType, _device,
+            (i, n) => Report("caching", i, n, 0, null, null, 0, total.Elapsed, $"Encoding image {i}/{n}"));
+        if (_o.TrainTextEncoder) return;
+        _promptEmbeddings = new();
+        using (torch.no_grad())
+            foreach (var prompt in new[] { _o.InstancePrompt, _o.ClassPrompt ?? "" }.Distinct())
+            {
+                using var scope = torch.NewDisposeScope();
+                var ids = _tokenizer.EncodeBatch(new[] { prompt }).ToTensor().to(_device);
+                _promptEmbeddings[prompt] = _textEncoder.Forward(ids).LastHiddenState.to(ScalarType.Float32).DetachFromDisposeScope();
+            }
+        if (!_o.HasValidation)
+        {
+            _textEncoder.Dispose();
+            _textEncoder = null!;
+            _events.Log?.Invoke("Prompt embeddings precomputed; the frozen text encoder was freed.");
+        }
+    }
 
     void CreateOptimizer()
     {
@@ -464,6 +523,8 @@ public sealed class DreamBoothTrainer : IDisposable
 
     public void Dispose()
     {
+        _latentCache?.Dispose();
+        if (_promptEmbeddings is not null) foreach (var t in _promptEmbeddings.Values) t.Dispose();
         _optimizer?.Dispose();
         _unetLora?.Dispose();
         _textEncoderLora?.Dispose();

@@ -26,4 +26,6 @@ public sealed class TrainingEvents
     public Action<string>? Warning { get; init; }
     /// <summary>Asked before deleting old checkpoints beyond the limit (ShouldProcess); null = yes.</summary>
     public Func<string, bool>? ConfirmDelete { get; init; }
+    /// <summary>Test hook: called after each accumulated backward, before unscaling/clipping, with the step index and trainable parameters.</summary>
+    internal Action<int, IReadOnlyList<TorchSharp.Modules.Parameter>>? AfterBackward { get; init; }
 }

@@ -18,6 +18,8 @@ public sealed class TrainingState
     [JsonPropertyName("epoch_order")] public int[]? EpochOrder { get; set; }
     [JsonPropertyName("generator_state")] public byte[]? GeneratorState { get; set; }
     [JsonPropertyName("data_random_state")] public string? DataRandomState { get; set; }
+    /// <summary>fp16 dynamic loss scale and growth tracker after the last step (null unless -MixedPrecision fp16).</summary>
+    [JsonPropertyName("loss_scaler")] public LossScalerState? LossScaler { get; set; }
     [JsonPropertyName("smoothed_loss")] public double SmoothedLoss { get; set; } = double.NaN;
     [JsonPropertyName("trained_components")] public string[] TrainedComponents { get; set; } = { "unet" };
     [JsonPropertyName("engine_version")] public string EngineVersion { get; set; } = typeof(TrainingState).Assembly.GetName().Version?.ToString(3) ?? "";

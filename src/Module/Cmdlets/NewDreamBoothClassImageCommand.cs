@@ -52,8 +52,17 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
     [Parameter] public string Device { get; set; } = "auto";
     [Parameter, ValidateSet("auto", "fp32", "fp16", "bf16")] public string Precision { get; set; } = "auto";
 
+    /// <summary>The guide's memory recipe: 8GB generates one image at a time in fp16 (explicit -BatchSize / -Precision win); 16GB and 12GB change nothing here.</summary>
+    [Parameter, ValidateSet("16GB", "12GB", "8GB")] public string? MemoryProfile { get; set; }
+
     protected override void ProcessRecord()
     {
+        if (MemoryProfile == "8GB")
+        {
+            if (!MyInvocation.BoundParameters.ContainsKey(nameof(BatchSize))) BatchSize = 1;
+            if (!MyInvocation.BoundParameters.ContainsKey(nameof(Precision))) Precision = "fp16";
+            WriteInformation(new HostInformationMessage { Message = $"-MemoryProfile 8GB: -BatchSize {BatchSize}, -Precision {Precision}" }, new[] { "DreamBooth", "MemoryProfile" });
+        }
         if (Width is int w && (w <= 0 || w % 8 != 0))
             ThrowInputError($"-Width must be a positive multiple of 8 (got {w}).", ErrorCategory.InvalidArgument, w, "InvalidWidth");
         if (Height is int h && (h <= 0 || h % 8 != 0))

@@ -77,6 +77,12 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     /// <summary>Also write the adapters in the kohya / A1111 layout (pytorch_lora_weights_kohya.safetensors).</summary>
     [Parameter] public SwitchParameter SaveKohyaLoRA { get; set; }
 
+    /// <summary>
+    /// The diffusers guide's memory recipe for a GPU of this size (16GB, 12GB, 8GB): turns on its flags and says which;
+    /// -MixedPrecision and -SampleBatchSize given on the command line win.
+    /// </summary>
+    [Parameter, ValidateSet("16GB", "12GB", "8GB")] public string? MemoryProfile { get; set; }
+
     /// <summary>A JSON or .psd1 file of settings named like these parameters or like diffusers' flags; parameters given on the command line win.</summary>
     [Parameter] public string? ConfigFile { get; set; }
 
@@ -108,10 +114,25 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,
         };
+        if (MemoryProfile is not null) options = ApplyMemoryProfile(options, MemoryProfile);
         try { DreamBoothTrainer.Preflight(options); }
         catch (Exception e) { ThrowEngineError(e, options, "InvalidTrainingInput"); }
         if (!ShouldProcess(options.OutputDirectory, $"Train DreamBooth on '{options.InstanceDataDirectory}' from '{options.Model}'")) return;
         RunTraining((events, token) => DreamBoothTrainer.Train(options, events, token));
+    }
+
+    // -MemoryProfile (memory recipes): explicit -MixedPrecision / -SampleBatchSize stay as given.
+    DreamBoothOptions ApplyMemoryProfile(DreamBoothOptions options, string profile)
+    {
+        var (applied, changes) = MemoryProfiles.Apply(options, profile);
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(MixedPrecision))) applied = applied with { MixedPrecision = options.MixedPrecision };
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(SampleBatchSize))) applied = applied with { SampleBatchSize = options.SampleBatchSize };
+        foreach (var change in changes)
+        {
+            WriteVerbose($"-MemoryProfile {profile}: {change}");
+            WriteInformation(new HostInformationMessage { Message = $"-MemoryProfile {profile}: {change}" }, new[] { "DreamBooth", "MemoryProfile" });
+        }
+        return applied;
     }
 
     /// <summary>Sets parameters not given on the command line from a JSON/.psd1 file (names: ours or diffusers' flags).</summary>

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -41,13 +42,13 @@ public sealed class ClipAttention : nn.Module<Tensor, Tensor?, Tensor>
         using var scope = NewDisposeScope();
         long b = hiddenStates.shape[0], s = hiddenStates.shape[1];
         Tensor Heads(Tensor x) => x.view(b, s, numHeads, headDim).transpose(1, 2);
-        // call (not forward) runs forward hooks: LoRA adapters (DreamBooth.Engine.Lora) attach to these projections.
-        var q = Heads(q_proj.call(hiddenStates));
-        var k = Heads(k_proj.call(hiddenStates));
-        var v = Heads(v_proj.call(hiddenStates));
+        // MixedPrecision.Forward applies LoRA adapters (Models.LinearAdapters) and the autocast dtype when active.
+        var q = Heads(MixedPrecision.Forward(q_proj, hiddenStates));
+        var k = Heads(MixedPrecision.Forward(k_proj, hiddenStates));
+        var v = Heads(MixedPrecision.Forward(v_proj, hiddenStates));
         // TorchSharp's SDPA has no scale argument; its default 1/sqrt(head_dim) is CLIP's scale.
         var attn = nn.functional.scaled_dot_product_attention(q, k, v, attentionMask);
         attn = attn.transpose(1, 2).reshape(b, s, numHeads * headDim);
-        return out_proj.call(attn).MoveToOuterDisposeScope();
+        return MixedPrecision.Forward(out_proj, attn).MoveToOuterDisposeScope();
     }
 }

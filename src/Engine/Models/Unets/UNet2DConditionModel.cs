@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using DreamBooth.Engine.IO;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -142,7 +143,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
         var emb = TimeEmbedding(timestep, sample.shape[0], sample.dtype, sample.device);
         var x = Config.CenterInputSample ? 2 * sample - 1.0 : sample;
-        x = conv_in.forward(x);
+        x = MixedPrecision.Forward(conv_in, x);
 
         var resSamples = new List<Tensor> { x };
         foreach (var block in down_blocks)
@@ -164,7 +165,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             x = block.Forward(x, res, emb, encoderHiddenStates, upsampleSize);
         }
 
-        x = conv_out.forward(conv_act.forward(conv_norm_out.forward(x)));
+        x = MixedPrecision.Forward(conv_out, conv_act.forward(MixedPrecision.Forward(conv_norm_out, x)));
         return x.MoveToOuterDisposeScope();
     }
 

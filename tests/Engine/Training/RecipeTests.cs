@@ -1,0 +1,204 @@
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Training;
+using TorchSharp.Modules;
+
+namespace DreamBooth.Engine.Tests.Training;
+
+/// <summary>
+/// Memory and precision recipes on the trainer path (tiny pipeline, 64 px, a few steps each): gradient checkpointing,
+/// fp16 loss scaling, optimizer offload, 8-bit AdamW, cached latents, memory profiles.
+/// </summary>
+[Collection(TrainingSerialCollection.Name)]
+public sealed class RecipeTests : IDisposable
+{
+    readonly string _root = Directory.CreateTempSubdirectory("db-recipe-").FullName;
+    readonly string _instances, _classes;
+
+    readonly Xunit.Abstractions.ITestOutputHelper? _log;
+
+    public RecipeTests(Xunit.Abstractions.ITestOutputHelper log)
+    {
+        _log = log;
+        _instances = Path.Combine(_root, "instance");
+        _classes = Path.Combine(_root, "class");
+        var g = new torch.Generator(7);
+        foreach (var (dir, n, w, h) in new[] { (_instances, 3, 80, 64), (_classes, 2, 64, 72) })
+        {
+            Directory.CreateDirectory(dir);
+            for (int i = 0; i < n; i++) { using var img = torch.rand(new long[] { 3, h, w }, generator: g); PngWriter.Save(img, Path.Combine(dir, $"{i}.png")); }
+        }
+    }
+
+    public void Dispose() { try { Directory.Delete(_root, true); } catch (IOException) { } }
+
+    DreamBoothOptions Options(string name, int steps) => new()
+    {
+        Model = Path.Combine(Fixtures.Root, "tiny-sd"), InstanceDataDirectory = _instances, InstancePrompt = "a photo of sks dog",
+        ClassDataDirectory = _classes, ClassPrompt = "a photo of dog", WithPriorPreservation = true, NumClassImages = 2,
+        Resolution = 64, CenterCrop = true, MaxTrainSteps = steps, LearningRate = 1e-3, CheckpointingSteps = 1,
+        OutputDirectory = Path.Combine(_root, name), Device = "cpu", Seed = 3,
+    };
+
+    /// <summary>Runs the trainer; returns each step's gradients (cloned, by parameter order) and the warnings.</summary>
+    static (List<Tensor[]> Grads, List<string> Warnings) Train(DreamBoothOptions o, Action<int, IReadOnlyList<Parameter>>? inject = null)
+    {
+        var grads = new List<Tensor[]>();
+        var warnings = new List<string>();
+        var events = new TrainingEvents
+        {
+            Warning = warnings.Add,
+            AfterBackward = (step, ps) =>
+            {
+                grads.Add(ps.Select(p => p.grad is null ? torch.zeros(1) : p.grad.detach().clone().DetachFromDisposeScope()).ToArray());
+                inject?.Invoke(step, ps);
+            },
+        };
+        DreamBoothTrainer.Train(o, events, CancellationToken.None);
+        return (grads, warnings);
+    }
+
+    static Dictionary<string, Tensor> Unet(string checkpoint) => ReadAll(Path.Combine(checkpoint, "unet", "diffusion_pytorch_model.safetensors"));
+
+    static Dictionary<string, Tensor> ReadAll(string path)
+    {
+        using var file = SafetensorsFile.Open(path);
+        return file.ReadAll();
+    }
+
+    /// <summary>
+    /// Error of gradient set <paramref name="a"/> against <paramref name="b"/>, relative to the whole set: the largest
+    /// |a−b| over the largest |b|. (Per-tensor ratios are meaningless for biases in front of a GroupNorm, whose exact
+    /// gradient is 0 and whose computed one is rounding noise of ~1e-9.)
+    /// </summary>
+    static double MaxRelative(Tensor[] a, Tensor[] b)
+    {
+        double diff = 0, scale = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            diff = Math.Max(diff, (a[i] - b[i]).abs().max().item<float>());
+            scale = Math.Max(scale, b[i].abs().max().item<float>());
+        }
+        return diff / scale;
+    }
+
+    [Fact]
+    public void GradientCheckpointing_UNetGradientsEqualPlain()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var unet = DreamBooth.Engine.Models.Unets.UNet2DConditionModel.FromPretrained(Path.Combine(Fixtures.Root, "tiny-sd", "unet"));
+        unet.train();
+        var g = new torch.Generator(5);
+        var x = torch.randn(new long[] { 2, 4, 32, 32 }, generator: g);
+        var c = torch.randn(new long[] { 2, 77, 32 }, generator: g);
+        var t = torch.tensor(new long[] { 10, 700 });
+        Tensor[] Grads(bool checkpointing)
+        {
+            unet.GradientCheckpointing = checkpointing;
+            unet.CheckpointRunner = GradientCheckpoint.Run;
+            unet.zero_grad();
+            var loss = unet.forward(x, t, c).pow(2).mean();
+            _log?.WriteLine($"checkpointing {checkpointing}: loss {loss.item<float>():R}");
+            loss.backward();
+            GradientCheckpoint.ThrowPendingError();
+            return unet.parameters().Select(p => p.grad!.clone()).ToArray();
+        }
+        var plain = Grads(false);
+        var checkpointed = Grads(true);
+        Assert.True(MaxRelative(checkpointed, plain) <= 1e-5, $"relative error {MaxRelative(checkpointed, plain):E2}");
+    }
+
+    [Fact]
+    public void GradientCheckpointing_GradientsEqualPlainOnTrainingSteps()
+    {
+        var (plain, _) = Train(Options("plain", 2));
+        var (checkpointed, _) = Train(Options("ckpt", 2) with { GradientCheckpointing = true });
+        Assert.Equal(2, checkpointed.Count);
+        for (int s = 0; s < 2; s++) Assert.True(MaxRelative(plain[s], checkpointed[s]) <= 1e-5, $"step {s}: relative error {MaxRelative(plain[s], checkpointed[s]):E2}");
+    }
+
+    [Fact]
+    public void Fp16LossScaling_SkipsInjectedInfStep_HalvesScale_AndRecovers()
+    {
+        var o = Options("fp16", 3) with { MixedPrecision = "fp16" };
+        var (_, warnings) = Train(o, (step, ps) => { if (step == 1) using (torch.no_grad()) ps[0].grad!.view(-1)[0] = float.PositiveInfinity; });
+        Assert.Contains(warnings, w => w.Contains("Step 2") && w.Contains("overflow"));
+        var c1 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-1"));
+        var c2 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-2"));
+        var c3 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-3"));
+        foreach (var (k, v) in c1) Assert.True(v.Equals(c2[k]), $"{k} changed on the skipped step");
+        Assert.Contains(c1.Keys, k => !c1[k].Equals(c3[k]));
+        Assert.All(c3.Values, v => Assert.True(v.isfinite().all().item<bool>()));
+        Assert.Equal(new LossScalerState(65536, 1), CheckpointStore.ReadState(Path.Combine(o.OutputDirectory, "checkpoint-1")).LossScaler);
+        Assert.Equal(new LossScalerState(32768, 0), CheckpointStore.ReadState(Path.Combine(o.OutputDirectory, "checkpoint-2")).LossScaler);
+        Assert.Equal(new LossScalerState(32768, 1), CheckpointStore.ReadState(Path.Combine(o.OutputDirectory, "checkpoint-3")).LossScaler);
+    }
+
+    [Fact]
+    public void NonFiniteGradient_InFp32_SkipsTheStep()
+    {
+        var o = Options("nan", 2);
+        var (_, warnings) = Train(o, (step, ps) => { if (step == 1) using (torch.no_grad()) ps[3].grad!.view(-1)[0] = float.NaN; });
+        Assert.Contains(warnings, w => w.Contains("Step 2") && w.Contains("skipped"));
+        var c1 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-1"));
+        var c2 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-2"));
+        foreach (var (k, v) in c1) Assert.True(v.Equals(c2[k]), $"{k} changed on the skipped step");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OffloadedOptimizerState_GivesTheSameWeights(bool use8Bit)
+    {
+        var a = Options("resident" + use8Bit, 2) with { Use8BitAdam = use8Bit };
+        var b = Options("offload" + use8Bit, 2) with { Use8BitAdam = use8Bit, OffloadOptimizerState = true };
+        Train(a); Train(b);
+        var wa = Unet(a.OutputDirectory + "/checkpoint-2");
+        var wb = Unet(b.OutputDirectory + "/checkpoint-2");
+        foreach (var (k, v) in wa) Assert.True(v.Equals(wb[k]), k);
+    }
+
+    [Fact]
+    public void EightBitAdam_ThroughTheTrainer_StaysCloseToFp32AdamW()
+    {
+        var a = Options("adam32", 2);
+        var b = Options("adam8", 2) with { Use8BitAdam = true };
+        Train(a); Train(b);
+        var wa = Unet(a.OutputDirectory + "/checkpoint-2");
+        var wb = Unet(b.OutputDirectory + "/checkpoint-2");
+        var w0 = ReadAll(Path.Combine(Fixtures.Root, "tiny-sd", "unet", "diffusion_pytorch_model.safetensors"));
+        // Two steps of lr 1e-3: each weight moves ≈ 2e-3; 8-bit moments change each update by a few per cent at most.
+        double worstUpdateError = 0;
+        foreach (var (k, v) in wa)
+        {
+            double update = (v - w0[k]).abs().max().item<float>();
+            if (update == 0) continue;
+            worstUpdateError = Math.Max(worstUpdateError, (v - wb[k]).abs().max().item<float>() / update);
+        }
+        Assert.True(worstUpdateError < 0.1, $"8-bit vs fp32 AdamW update differs by {worstUpdateError:P1} of the update");
+        Assert.Contains(wa.Keys, k => !wa[k].Equals(wb[k]));   // the 8-bit path really ran
+    }
+
+    [Fact]
+    public void CachedLatents_TrainLikeUncachedWithCenterCropAndNoFlip()
+    {
+        var (uncached, _) = Train(Options("uncached", 2));
+        var (cached, _) = Train(Options("cached", 2) with { CacheLatents = true });
+        Assert.Equal(2, cached.Count);
+        for (int s = 0; s < 2; s++) Assert.True(MaxRelative(uncached[s], cached[s]) <= 1e-5, $"step {s}: relative error {MaxRelative(uncached[s], cached[s]):E2}");
+    }
+
+    [Fact]
+    public void MemoryProfiles_TurnOnTheGuidesFlags()
+    {
+        var o = Options("p", 1);
+        var (p16, c16) = MemoryProfiles.Apply(o, "16GB");
+        Assert.True(p16.GradientCheckpointing && p16.Use8BitAdam && !p16.SetGradsToNone && p16.MixedPrecision == "no");
+        Assert.Equal(2, c16.Count);
+        var (p12, c12) = MemoryProfiles.Apply(o, "12gb");
+        Assert.True(p12.GradientCheckpointing && p12.Use8BitAdam && p12.SetGradsToNone && !p12.OffloadOptimizerState);
+        Assert.Contains(c12, c => c.Contains("Xformers"));
+        var (p8, _) = MemoryProfiles.Apply(o, "8GB");
+        Assert.True(p8.GradientCheckpointing && p8.MixedPrecision == "fp16" && p8.OffloadOptimizerState && !p8.Use8BitAdam && p8.SampleBatchSize == 1);
+        Assert.Throws<ArgumentException>(() => MemoryProfiles.Apply(o, "4GB"));
+    }
+}
