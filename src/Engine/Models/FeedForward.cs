@@ -20,7 +20,8 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x = input;
-        foreach (var m in net) x = m.forward(x);
+        // call (not forward) runs forward hooks: LoRA adapters may attach to net.2.
+        foreach (var m in net) x = m.call(x);
         return x.MoveToOuterDisposeScope();
     }
 }

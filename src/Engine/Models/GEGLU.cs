@@ -18,7 +18,8 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = torch.NewDisposeScope();
-        var parts = proj.forward(input).chunk(2, dim: -1);
+        // call (not forward) runs forward hooks: LoRA adapters may attach to proj.
+        var parts = proj.call(input).chunk(2, dim: -1);
         var gate = parts[1];
         return (parts[0] * nn.functional.gelu(gate)).MoveToOuterDisposeScope();
     }

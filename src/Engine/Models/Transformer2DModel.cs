@@ -41,10 +41,11 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         long b = hiddenStates.shape[0], h = hiddenStates.shape[2], w = hiddenStates.shape[3];
         var residual = hiddenStates;
         var x = norm.forward(hiddenStates);
-        if (!useLinearProjection) x = proj_in.forward(x);
+        // call (not forward): LoRA adapters (kohya files) may hook proj_in/proj_out.
+        if (!useLinearProjection) x = proj_in.call(x);
         long inner = x.shape[1];
         x = x.permute(0, 2, 3, 1).reshape(b, h * w, inner);
-        if (useLinearProjection) x = proj_in.forward(x);
+        if (useLinearProjection) x = proj_in.call(x);
 
         foreach (var block in transformer_blocks)
         {
@@ -54,9 +55,9 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
                 : checkpointing.Run(a => new[] { blk.forward(a[0], a[1]) }, x, encoderHiddenStates);
         }
 
-        if (useLinearProjection) x = proj_out.forward(x);
+        if (useLinearProjection) x = proj_out.call(x);
         x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous();
-        if (!useLinearProjection) x = proj_out.forward(x);
+        if (!useLinearProjection) x = proj_out.call(x);
         return (x + residual).MoveToOuterDisposeScope();
     }
 }

@@ -26,6 +26,7 @@ public sealed class ClipMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hiddenStates)
     {
         using var scope = NewDisposeScope();
-        return fc2.forward(activation(fc1.forward(hiddenStates))).MoveToOuterDisposeScope();
+        // call (not forward) runs forward hooks: LoRA adapters (kohya files) may attach to fc1/fc2.
+        return fc2.call(activation(fc1.call(hiddenStates))).MoveToOuterDisposeScope();
     }
 }
