@@ -8,6 +8,7 @@ namespace DreamBooth.Engine.Lora;
 /// PEFT's <c>lora.Linear</c> adapter half: <c>lora_B(lora_A(x)) · scaling</c> with <c>scaling = lora_alpha / r</c>,
 /// added to the frozen base Linear's output. Parameter names (<c>lora_A.weight</c> [r, in], <c>lora_B.weight</c>
 /// [out, r]) are PEFT's, so diffusers' saved keys are <c>{component}.{module}.lora_A.weight</c>.
+/// On a 1×1 Conv2d (kohya files adapt SD 1.x's proj_in/proj_out) the same matrices act per pixel.
 /// </summary>
 public sealed class LoRALayer : nn.Module<Tensor, Tensor>
 {
@@ -23,6 +24,8 @@ public sealed class LoRALayer : nn.Module<Tensor, Tensor>
 
     public Parameter Down => lora_A.weight!;
     public Parameter Up => lora_B.weight!;
+    /// <summary>The adapted layer is a 1×1 Conv2d: input [B, C, H, W].</summary>
+    public bool IsConv1x1 { get; init; }
 
     public LoRALayer(long inFeatures, long outFeatures, int rank, double alpha, ScalarType dtype, Device device)
         : base(nameof(LoRALayer))
@@ -51,7 +54,9 @@ public sealed class LoRALayer : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var input = x.dtype == Down.dtype ? x : x.to(Down.dtype);
-        var delta = lora_B.forward(lora_A.forward(input));
+        var delta = IsConv1x1
+            ? nn.functional.conv2d(nn.functional.conv2d(input, Down.view(Down.shape[0], Down.shape[1], 1, 1)), Up.view(Up.shape[0], Up.shape[1], 1, 1))
+            : lora_B.forward(lora_A.forward(input));
         if (Scale != 1.0) delta = delta * Scale;
         return delta.MoveToOuterDisposeScope();
     }

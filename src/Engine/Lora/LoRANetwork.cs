@@ -12,13 +12,14 @@ namespace DreamBooth.Engine.Lora;
 /// </summary>
 public sealed class LoRANetwork : IDisposable
 {
-    readonly List<(string Name, Linear Target, LoRALayer Layer)> _layers = new();
+    readonly List<(string Name, nn.Module<Tensor, Tensor> Target, LoRALayer Layer)> _layers = new();
     readonly List<IDisposable> _hooks = new();
+    readonly Dictionary<LoRALayer, Tensor> _baseWeights = new();
     bool _disposed;
 
     /// <summary>unet or text_encoder: the key prefix in diffusers' file.</summary>
     public string Component { get; }
-    public IReadOnlyList<(string Name, Linear Target, LoRALayer Layer)> Layers => _layers;
+    public IReadOnlyList<(string Name, nn.Module<Tensor, Tensor> Target, LoRALayer Layer)> Layers => _layers;
     public bool IsAttached => _hooks.Count > 0;
 
     LoRANetwork(string component) => Component = component;
@@ -36,6 +37,7 @@ public sealed class LoRANetwork : IDisposable
             var layer = new LoRALayer(w.shape[1], w.shape[0], rank, alpha, ScalarType.Float32, w.device);
             layer.ResetParameters(generator);
             network._layers.Add((name, linear, layer));
+            network._baseWeights[layer] = w;
         }
         network.Attach();
         return network;
@@ -43,29 +45,33 @@ public sealed class LoRANetwork : IDisposable
 
     /// <summary>
     /// Adapters read from a file onto <paramref name="model"/>. Module names match in dotted (diffusers) or flat
-    /// (kohya) form; a name the model lacks, or a shape that does not fit, throws naming it.
+    /// (kohya) form; a name the model lacks (or a layer adapters cannot sit on), or a shape that does not fit, throws
+    /// naming it. 1×1-conv adapters ([r, in, 1, 1]) are accepted on 1×1 convs and Linears.
     /// </summary>
     public static LoRANetwork FromWeights(nn.Module model, string component, IReadOnlyDictionary<string, LoRAModuleWeights> weights,
         double multiplier = 1.0, ScalarType? dtype = null)
     {
         var network = new LoRANetwork(component);
-        var linears = model.named_modules().Where(m => m.module is Linear)
-            .GroupBy(m => LoRATargets.Flat(m.name)).ToDictionary(g => g.Key, g => (g.First().name, (Linear)g.First().module));
-        var missing = weights.Keys.Where(k => !linears.ContainsKey(LoRATargets.Flat(k))).ToList();
+        var targets = LoRATargets.FindHookable(model, component)
+            .GroupBy(m => LoRATargets.Flat(m.Name)).ToDictionary(g => g.Key, g => g.First());
+        var missing = weights.Keys.Where(k => !targets.ContainsKey(LoRATargets.Flat(k))).ToList();
         if (missing.Count > 0)
-            throw new InvalidDataException($"The LoRA file has {missing.Count} {component} module(s) this model does not have, e.g. '{missing[0]}'. Is it for a different model type (SD 1.x UNet and CLIP ViT-L text encoder expected)?");
+            throw new InvalidDataException($"The LoRA file has {missing.Count} {component} module(s) this model has no adaptable layer for, e.g. '{missing[0]}'. "
+                + $"Adapters can sit on {string.Join(", ", LoRATargets.HookableFor(component))}; is the file for another model type (SD 1.x expected) or a LoCon/LyCORIS file?");
         try
         {
             foreach (var (key, wts) in weights)
             {
-                var (name, linear) = linears[LoRATargets.Flat(key)];
-                var w = linear.weight!;
-                if (wts.Down.dim() != 2 || wts.Up.dim() != 2 || wts.Down.shape[1] != w.shape[1] || wts.Up.shape[0] != w.shape[0] || wts.Up.shape[1] != wts.Down.shape[0])
+                var (name, target, w) = targets[LoRATargets.Flat(key)];
+                var down = As2D(wts.Down); var up = As2D(wts.Up);
+                if (down is null || up is null || down.shape[1] != w.shape[1] || up.shape[0] != w.shape[0] || up.shape[1] != down.shape[0])
                     throw new InvalidDataException($"LoRA weights for {component} '{name}' have shapes down [{string.Join(",", wts.Down.shape)}], up [{string.Join(",", wts.Up.shape)}]; the layer is [{string.Join(",", w.shape)}].");
-                var layer = new LoRALayer(w.shape[1], w.shape[0], wts.Rank, wts.Alpha ?? wts.Rank, dtype ?? w.dtype, w.device) { Multiplier = multiplier };
-                using (torch.no_grad()) { layer.Down.copy_(wts.Down); layer.Up.copy_(wts.Up); }
+                var layer = new LoRALayer(w.shape[1], w.shape[0], wts.Rank, wts.Alpha ?? wts.Rank, dtype ?? w.dtype, w.device)
+                { Multiplier = multiplier, IsConv1x1 = w.dim() == 4 };
+                using (torch.no_grad()) { layer.Down.copy_(down); layer.Up.copy_(up); }
                 foreach (var p in layer.parameters()) p.requires_grad = false;
-                network._layers.Add((name, linear, layer));
+                network._layers.Add((name, target, layer));
+                network._baseWeights[layer] = w;
             }
         }
         catch
@@ -77,10 +83,18 @@ public sealed class LoRANetwork : IDisposable
         return network;
     }
 
+    /// <summary>[r, in] / [out, r] as matrices: 2-D as is, 4-D only with a 1×1 kernel; null otherwise.</summary>
+    static Tensor? As2D(Tensor t) => t.dim() switch
+    {
+        2 => t,
+        4 when t.shape[2] == 1 && t.shape[3] == 1 => t.view(t.shape[0], t.shape[1]),
+        _ => null,
+    };
+
     void Attach()
     {
         foreach (var (_, target, layer) in _layers)
-            _hooks.Add(Models.LinearAdapters.Attach(target, layer.forward));
+            _hooks.Add(Models.ModuleAdapters.Attach(target, layer.forward));
     }
 
     /// <summary>Removes the hooks: the model computes exactly as without adapters.</summary>
@@ -133,8 +147,8 @@ public sealed class LoRANetwork : IDisposable
         foreach (var (_, target, layer) in _layers)
         {
             using var scope = torch.NewDisposeScope();
-            var w = target.weight!;
-            var merged = w.to(ScalarType.Float32) + layer.DeltaWeight().to(w.device);
+            var w = _baseWeights[layer];
+            var merged = w.to(ScalarType.Float32) + layer.DeltaWeight().to(w.device).view(w.shape);
             w.copy_(merged.to(w.dtype));
         }
     }

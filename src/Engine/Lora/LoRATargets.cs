@@ -15,6 +15,30 @@ public static class LoRATargets
     public static readonly IReadOnlyList<string> UnetModules = new[] { "to_k", "to_q", "to_v", "to_out.0" };
     public static readonly IReadOnlyList<string> TextEncoderModules = new[] { "q_proj", "k_proj", "v_proj", "out_proj" };
 
+    /// <summary>
+    /// Every layer an adapter read from a file may sit on (its forward runs hooks): kohya's default SD 1.x LoRA also
+    /// adapts the transformers' proj_in/proj_out (1×1 convs) and feed-forward, and CLIP's MLP.
+    /// </summary>
+    public static readonly IReadOnlyList<string> HookableUnetModules = new[] { "to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2" };
+    public static readonly IReadOnlyList<string> HookableTextEncoderModules = new[] { "q_proj", "k_proj", "v_proj", "out_proj", "mlp.fc1", "mlp.fc2" };
+
+    public static IReadOnlyList<string> HookableFor(string component) => component == TextEncoder ? HookableTextEncoderModules : HookableUnetModules;
+
+    static bool EndsWithAny(string name, IReadOnlyList<string> suffixes)
+        => suffixes.Any(s => name == s || name.EndsWith("." + s, StringComparison.Ordinal));
+
+    /// <summary>Layers a file's adapters may attach to: hookable Linears and 1×1 Conv2ds, by dotted name.</summary>
+    public static IReadOnlyList<(string Name, nn.Module<Tensor, Tensor> Layer, Tensor Weight)> FindHookable(nn.Module model, string component)
+        => model.named_modules()
+            .Where(m => EndsWithAny(m.name, HookableFor(component)))
+            .Select(m => m.module switch
+            {
+                Linear l => (m.name, (nn.Module<Tensor, Tensor>)l, (Tensor)l.weight!),
+                Conv2d c when c.weight!.shape[2] == 1 && c.weight.shape[3] == 1 => (m.name, c, c.weight!),
+                _ => default,
+            })
+            .Where(x => x.Item1 is not null).ToList();
+
     public static IReadOnlyList<string> For(string component) => component switch
     {
         Unet => UnetModules,

@@ -41,16 +41,21 @@ public static class MixedPrecision
     /// LayerNorm on fp32 input; any other module runs as it is.
     /// </summary>
     public static Tensor Forward(nn.Module<Tensor, Tensor> m, Tensor x)
+        => Models.ModuleAdapters.Apply(m, x, Compute(m, x));   // adapters (LoRA) apply on both paths
+
+    static Tensor Compute(nn.Module<Tensor, Tensor> m, Tensor x)
     {
-        if (m is TorchSharp.Modules.Linear linear)   // adapters (LoRA) apply on both paths
-            return Models.LinearAdapters.Apply(linear, x, _compute is ScalarType ldt
-                ? nn.functional.linear(x.to(ldt), linear.weight!.to(ldt), linear.bias?.to(ldt))
-                : linear.forward(x));
         if (_compute is not ScalarType dt) return m.forward(x);
+        const ScalarType f32 = ScalarType.Float32;
         return m switch
         {
+            TorchSharp.Modules.Linear l => nn.functional.linear(x.to(dt), l.weight!.to(dt), l.bias?.to(dt)),
             TorchSharp.Modules.Conv2d c => nn.functional.conv2d(x.to(dt), c.weight!.to(dt), c.bias?.to(dt), c.stride, c.padding, c.dilation, c.groups),
-            GroupNorm or LayerNorm => m.forward(x.to(ScalarType.Float32)),
+            // Norms run in fp32 on fp32 input and parameters, whatever dtype a frozen model is held in.
+            GroupNorm g when g.weight is null || g.weight.dtype == f32 => g.forward(x.to(f32)),
+            GroupNorm g => nn.functional.group_norm(x.to(f32), g.num_groups, g.weight!.to(f32), g.bias?.to(f32), g.eps),
+            LayerNorm n when n.weight is null || n.weight.dtype == f32 => n.forward(x.to(f32)),
+            LayerNorm n => nn.functional.layer_norm(x.to(f32), n.normalized_shape, n.weight!.to(f32), n.bias?.to(f32), n.eps),
             _ => m.forward(x),
         };
     }

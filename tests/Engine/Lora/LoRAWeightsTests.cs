@@ -130,6 +130,69 @@ public sealed class LoRAWeightsTests : IDisposable
     }
 
     [Fact]
+    public void KohyaFile_WithProjConvFeedForwardAndMlp_HooksEqualMerge()
+    {
+        using var unet = Unet();
+        using var te = TextEncoder();
+        var modules = new[]
+        {
+            ("lora_unet_", unet, "down_blocks.0.attentions.0.proj_in"),          // 1×1 conv, kohya stores [r, in, 1, 1]
+            ("lora_unet_", unet, "up_blocks.1.attentions.2.proj_out"),
+            ("lora_unet_", unet, "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj"),
+            ("lora_unet_", unet, "down_blocks.0.attentions.1.transformer_blocks.0.ff.net.2"),
+            ("lora_te_", (nn.Module)te, "text_model.encoder.layers.2.mlp.fc1"),
+        };
+        var tensors = new Dictionary<string, Tensor>();
+        var g = new torch.Generator(5);
+        foreach (var (prefix, model, name) in modules)
+        {
+            var w = model.named_parameters().Single(p => p.name == name + ".weight").parameter;
+            var flat = prefix + name.Replace('.', '_');
+            bool conv = w.dim() == 4;
+            tensors[flat + ".lora_down.weight"] = conv ? torch.randn(new[] { 3L, w.shape[1], 1, 1 }, generator: g) : torch.randn(new[] { 3L, w.shape[1] }, generator: g);
+            tensors[flat + ".lora_up.weight"] = conv ? torch.randn(new[] { w.shape[0], 3L, 1, 1 }, generator: g) * 0.1 : torch.randn(new[] { w.shape[0], 3L }, generator: g) * 0.1;
+            tensors[flat + ".alpha"] = torch.tensor(1.5f);
+        }
+        var path = Path.Combine(_dir, "kohya-full.safetensors");
+        SafetensorsWriter.Write(path, tensors);
+
+        using var sample = torch.randn(new long[] { 1, 4, 16, 16 }, generator: new torch.Generator(0));
+        using var context = torch.randn(new long[] { 1, 7, 32 }, generator: new torch.Generator(1));
+        using var ids = torch.tensor(new long[] { 49406, 320, 1125, 49407 }).unsqueeze(0);
+        Tensor RunUnet() { using var _ = torch.no_grad(); return unet.forward(sample, torch.tensor(new long[] { 300 }), context); }
+        Tensor RunTe() { using var _ = torch.no_grad(); using var o = te.Forward(ids); return o.LastHiddenState.clone(); }
+        using var baseU = RunUnet();
+        using var baseT = RunTe();
+        using var set = LoRAAdapterSet.Apply(unet, te, new[] { new LoRAReference(path, 0.8) });
+        Assert.Equal(modules.Length, set.Networks.Sum(n => n.Layers.Count));
+        using var hookedU = RunUnet();
+        using var hookedT = RunTe();
+        Assert.True(Fixtures.RelativeError(hookedU, baseU) > 1e-4, "the adapters must change the UNet output");
+        Assert.True(Fixtures.RelativeError(hookedT, baseT) > 1e-4, "the adapter must change the text encoder output");
+        set.Merge();
+        using var mergedU = RunUnet();
+        using var mergedT = RunTe();
+        double eu = Fixtures.RelativeError(mergedU, hookedU), et = Fixtures.RelativeError(mergedT, hookedT);
+        Assert.True(eu < 1e-5, $"UNet merged vs hooked relative error {eu:E2}");
+        Assert.True(et < 1e-5, $"text encoder merged vs hooked relative error {et:E2}");
+    }
+
+    [Fact]
+    public void LoConConvAdapter_IsRefusedClearly()
+    {
+        var path = Path.Combine(_dir, "locon.safetensors");
+        SafetensorsWriter.Write(path, new Dictionary<string, Tensor>
+        {
+            ["lora_unet_down_blocks_0_resnets_0_conv1.lora_down.weight"] = torch.ones(2, 32, 3, 3),
+            ["lora_unet_down_blocks_0_resnets_0_conv1.lora_up.weight"] = torch.ones(32, 2, 1, 1),
+        });
+        using var unet = Unet();
+        using var te = TextEncoder();
+        var e = Assert.Throws<InvalidDataException>(() => LoRAAdapterSet.Apply(unet, te, new[] { new LoRAReference(path) }));
+        Assert.Contains("LoCon", e.Message);
+    }
+
+    [Fact]
     public void LegacyDiffusersKeys_AreRead()
     {
         var path = Path.Combine(_dir, "legacy.safetensors");

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -26,6 +27,7 @@ public sealed class ClipMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hiddenStates)
     {
         using var scope = NewDisposeScope();
-        return fc2.forward(activation(fc1.forward(hiddenStates))).MoveToOuterDisposeScope();
+        // MixedPrecision.Forward applies LoRA adapters (kohya files may target fc1/fc2) and the autocast dtype.
+        return MixedPrecision.Forward(fc2, activation(MixedPrecision.Forward(fc1, hiddenStates))).MoveToOuterDisposeScope();
     }
 }
