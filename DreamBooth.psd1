@@ -18,6 +18,8 @@
         'Start-DreamBoothTraining'
         'Resume-DreamBoothTraining'
         'Clear-DreamBoothModelCache'
+        'Import-DreamBoothCheckpoint'
+        'Export-DreamBoothCheckpoint'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

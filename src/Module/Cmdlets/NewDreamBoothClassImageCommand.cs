@@ -52,6 +52,9 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
     [Parameter] public string Device { get; set; } = "auto";
     [Parameter, ValidateSet("auto", "fp32", "fp16", "bf16")] public string Precision { get; set; } = "auto";
 
+    /// <summary>Never download a Hub model: use the Hugging Face cache only (as HF_HUB_OFFLINE=1).</summary>
+    [Parameter] public SwitchParameter Offline { get; set; }
+
     protected override void ProcessRecord()
     {
         if (Width is int w && (w <= 0 || w % 8 != 0))
@@ -61,9 +64,7 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
         if (Scheduler is not null && !Engine.Schedulers.SchedulerFactory.IsKnown(Scheduler))
             ThrowInputError($"Unknown scheduler '{Scheduler}'. Known: {string.Join(", ", Engine.Schedulers.SchedulerFactory.KnownNames)}.",
                 ErrorCategory.InvalidArgument, Scheduler, "UnknownScheduler");
-        ModelSource source = null!;
-        try { source = ModelSource.Resolve(ResolvePath(Model)); DiffusersPipelineFolder.Open(source.BaseModel); }
-        catch (Exception e) { ThrowEngineError(e, Model, "ModelNotFound"); }
+        var source = ResolveModel(Model, Offline);
 
         var dir = ResolvePath(OutputDirectory);
         var plan = ClassImageGenerator.Inspect(dir, Count);
