@@ -101,6 +101,7 @@ public abstract class DreamBoothCmdlet : PSCmdlet
             UnauthorizedAccessException => ErrorCategory.PermissionDenied,
             OperationCanceledException => ErrorCategory.OperationStopped,
             OutOfMemoryException => ErrorCategory.ResourceUnavailable,
+            InvalidOperationException => ErrorCategory.InvalidOperation,
             NotSupportedException => ErrorCategory.NotImplemented,
             IOException => ErrorCategory.WriteError,
             _ => ErrorCategory.NotSpecified,
