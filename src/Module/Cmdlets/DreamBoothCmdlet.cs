@@ -68,14 +68,18 @@ public abstract class DreamBoothCmdlet : PSCmdlet
             finally { queue.CompleteAdding(); }
         }, 16 * 1024 * 1024) { IsBackground = true, Name = "DreamBooth worker" };
         thread.Start();
+        bool drained = false;
         try
         {
             foreach (var action in queue.GetConsumingEnumerable()) action(this);
+            drained = true;
         }
         finally
         {
-            // Ctrl+C makes Write* throw PipelineStoppedException: cancel and wait so nothing runs on after the prompt returns.
-            if (thread.IsAlive) { _cts?.Cancel(); thread.Join(); }
+            // Ctrl+C makes Write* throw PipelineStoppedException: cancel and wait so nothing runs on after the prompt
+            // returns. Only then: a worker that merely has not exited yet must not cancel this cmdlet's later work.
+            if (!drained) _cts?.Cancel();
+            thread.Join();
         }
         if (failure is not null)
         {
