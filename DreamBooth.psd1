@@ -19,6 +19,8 @@
         'Resume-DreamBoothTraining'
         'Clear-DreamBoothModelCache'
         'Merge-DreamBoothLoRA'
+        'Import-DreamBoothCheckpoint'
+        'Export-DreamBoothCheckpoint'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

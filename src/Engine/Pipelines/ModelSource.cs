@@ -1,4 +1,7 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json.Nodes;
+using DreamBooth.Engine.Sources;
 
 namespace DreamBooth.Engine.Pipelines;
 
@@ -54,5 +57,80 @@ public sealed record ModelSource(string Path, string BaseModel, string? UnetDire
     {
         var lora = System.IO.Path.Combine(folder, Lora.LoRAWeights.FileName);
         return File.Exists(lora) ? new[] { lora } : Array.Empty<string>();
+    }
+
+    /// <summary>
+    /// Resolves anything a user may pass as -Model: an existing folder (as <see cref="Resolve(string)"/>), a single-file
+    /// SD checkpoint (.safetensors, imported once into <see cref="SingleFileCacheFolder"/> and reused), or a Hub id
+    /// <c>owner/name[@revision]</c> (its snapshot in the Hugging Face cache, downloaded when missing unless offline).
+    /// A local path wins over a Hub id of the same spelling, as in diffusers.
+    /// </summary>
+    public static ModelSource Resolve(string model, HubOptions hub, IProgress<string>? messages = null,
+        IProgress<DownloadProgress>? downloads = null, CancellationToken cancellationToken = default)
+    {
+        if (Directory.Exists(model)) return Resolve(model);
+        if (File.Exists(model))
+        {
+            var file = System.IO.Path.GetFullPath(model);
+            var kind = Sources.ModelSource.Classify(file);   // refuses pickles and non-SD files with a clear message
+            var folder = SingleFileCacheFolder(file);
+            if (!File.Exists(System.IO.Path.Combine(folder, "model_index.json")))
+            {
+                messages?.Report($"Importing '{file}' into '{folder}' (once; later calls reuse it).");
+                // Import into a sibling folder and rename, so an interrupted import is never taken for a model.
+                var partial = folder + ".partial-" + Guid.NewGuid().ToString("N")[..8];
+                try
+                {
+                    kind.ToLocalFolder(hub, partial, new ImportOptions { TokenizerFolder = SingleFileTokenizer(hub) }, null, messages, cancellationToken);
+                    if (!Directory.Exists(System.IO.Path.Combine(partial, "tokenizer")))
+                        throw new ModelSourceException($"'{file}' holds no tokenizer and none was found: set DREAMBOOTH_TOKENIZER to a CLIP tokenizer folder (vocab.json, merges.txt), have openai/clip-vit-large-patch14 in the Hugging Face cache, or use Import-DreamBoothCheckpoint -TokenizerFolder.");
+                    if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+                    Directory.Move(partial, folder);
+                }
+                finally { if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true); }
+            }
+            return Resolve(folder);
+        }
+        if (HubModelId.TryParse(model, out var id))
+        {
+            using var downloader = new HubDownloader(hub);
+            return Resolve(downloader.EnsureSnapshot(id, downloads, cancellationToken));
+        }
+        return Resolve(model);   // says the folder does not exist
+    }
+
+    /// <summary>
+    /// Where a single-file checkpoint is converted to a diffusers folder: <c>$DREAMBOOTH_CACHE</c>, else
+    /// <c>$XDG_CACHE_HOME/dreambooth</c> (<c>~/.cache/dreambooth</c>; <c>%LOCALAPPDATA%\dreambooth</c> on Windows),
+    /// then <c>single-file/&lt;file name&gt;-&lt;hash of path, size and time&gt;</c>: a changed file is imported again.
+    /// </summary>
+    public static string SingleFileCacheFolder(string file)
+    {
+        var info = new FileInfo(file);
+        var identity = $"{info.FullName}|{info.Length}|{info.LastWriteTimeUtc.Ticks}";
+        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..12].ToLowerInvariant();
+        return System.IO.Path.Combine(CacheRoot(), "single-file", System.IO.Path.GetFileNameWithoutExtension(file) + "-" + hash);
+    }
+
+    /// <summary>
+    /// The CLIP tokenizer a single-file import copies (the file holds none): <c>$DREAMBOOTH_TOKENIZER</c>, else
+    /// openai/clip-vit-large-patch14 from the Hugging Face cache (SD 1.x and 2.x share its vocabulary), else none.
+    /// </summary>
+    static string? SingleFileTokenizer(HubOptions hub)
+    {
+        if (Environment.GetEnvironmentVariable("DREAMBOOTH_TOKENIZER") is { Length: > 0 } dir) return dir;
+        var cache = new HuggingFaceCache(hub.CacheDir);
+        var clip = HubModelId.Parse("openai/clip-vit-large-patch14");
+        if (cache.CommitOf(clip) is { } commit && File.Exists(System.IO.Path.Combine(cache.SnapshotFolder(clip, commit), "vocab.json")))
+            return cache.SnapshotFolder(clip, commit);
+        return null;
+    }
+
+    static string CacheRoot()
+    {
+        if (Environment.GetEnvironmentVariable("DREAMBOOTH_CACHE") is { Length: > 0 } dir) return dir;
+        if (OperatingSystem.IsWindows()) return System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "dreambooth");
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        return System.IO.Path.Combine(string.IsNullOrEmpty(xdg) ? System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache") : xdg, "dreambooth");
     }
 }

@@ -1,7 +1,10 @@
 using System.Collections.Concurrent;
 using System.Management.Automation;
+using DreamBooth.Engine;
 using DreamBooth.Engine.IO;
 using DreamBooth.Engine.Models;
+using DreamBooth.Engine.Pipelines;
+using DreamBooth.Engine.Sources;
 
 namespace DreamBooth.Cmdlets;
 
@@ -51,7 +54,7 @@ public abstract class DreamBoothCmdlet : PSCmdlet
     /// Runs <paramref name="work"/> on a dedicated thread (its own DisposeScopes, grad mode and thread count, which are
     /// thread-local in libtorch) and pumps what it posts until it ends. Rethrows its exception on this thread.
     /// </summary>
-    protected T RunOnWorker<T>(Func<WorkerChannel, T> work)
+    protected T RunOnWorker<T>(Func<WorkerChannel, T> work, bool rethrow = false)
     {
         var token = CancellationToken;
         using var queue = new BlockingCollection<Action<PSCmdlet>>();
@@ -65,18 +68,23 @@ public abstract class DreamBoothCmdlet : PSCmdlet
             finally { queue.CompleteAdding(); }
         }, 16 * 1024 * 1024) { IsBackground = true, Name = "DreamBooth worker" };
         thread.Start();
+        bool drained = false;
         try
         {
             foreach (var action in queue.GetConsumingEnumerable()) action(this);
+            drained = true;
         }
         finally
         {
-            // Ctrl+C makes Write* throw PipelineStoppedException: cancel and wait so nothing runs on after the prompt returns.
-            if (thread.IsAlive) { _cts?.Cancel(); thread.Join(); }
+            // Ctrl+C makes Write* throw PipelineStoppedException: cancel and wait so nothing runs on after the prompt
+            // returns. Only then: a worker that merely has not exited yet must not cancel this cmdlet's later work.
+            if (!drained) _cts?.Cancel();
+            thread.Join();
         }
         if (failure is not null)
         {
             if (failure is OperationCanceledException && token.IsCancellationRequested) throw new PipelineStoppedException();
+            if (rethrow) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
             ThrowEngineError(failure, null);
         }
         return result;
@@ -90,12 +98,14 @@ public abstract class DreamBoothCmdlet : PSCmdlet
         var category = e switch
         {
             FileNotFoundException or DirectoryNotFoundException => ErrorCategory.ObjectNotFound,
+            ModelSourceException => ErrorCategory.InvalidData,
             SafetensorsFormatException or ModelConfigException or StateDictMismatchException => ErrorCategory.InvalidData,
             InvalidDataException or FormatException => ErrorCategory.InvalidData,
             ArgumentException => ErrorCategory.InvalidArgument,
             UnauthorizedAccessException => ErrorCategory.PermissionDenied,
             OperationCanceledException => ErrorCategory.OperationStopped,
             OutOfMemoryException => ErrorCategory.ResourceUnavailable,
+            InvalidOperationException => ErrorCategory.InvalidOperation,
             NotSupportedException => ErrorCategory.NotImplemented,
             IOException => ErrorCategory.WriteError,
             _ => ErrorCategory.NotSpecified,
@@ -106,6 +116,42 @@ public abstract class DreamBoothCmdlet : PSCmdlet
     /// <summary>Terminating error for bad input found before any work starts.</summary>
     protected void ThrowInputError(string message, ErrorCategory category, object? target, string errorId)
         => ThrowTerminatingError(new ErrorRecord(new ArgumentException(message), errorId, category, target));
+
+    /// <summary>
+    /// Resolves a -Model argument: a folder or checkpoint-N (relative to the current location), a single-file
+    /// .safetensors checkpoint (imported once into the user's cache) or a Hub id owner/name[@revision] (from the
+    /// Hugging Face cache, downloaded when missing unless <paramref name="offline"/> or HF_HUB_OFFLINE).
+    /// A missing model is a terminating ObjectNotFound error.
+    /// </summary>
+    protected Engine.Pipelines.ModelSource ResolveModel(string model, bool offline)
+    {
+        var path = ResolvePath(model);
+        bool local = Directory.Exists(path) || File.Exists(path);
+        bool hub = !local && HubModelId.TryParse(model, out _);
+        var argument = hub ? model : path;
+        try
+        {
+            var source = RunOnWorker(ch =>
+            {
+                var downloads = new InlineProgress<DownloadProgress>(d => ch.Progress(new ProgressRecord(3, $"Downloading {model}",
+                    $"{d.File} ({d.FileIndex}/{d.FileCount})")));
+                var messages = new InlineProgress<string>(ch.Verbose);
+                var s = Engine.Pipelines.ModelSource.Resolve(argument, HubOptions.FromEnvironment(offline: offline), messages, downloads, ch.Token);
+                ch.Progress(new ProgressRecord(3, $"Downloading {model}", "Done") { RecordType = ProgressRecordType.Completed });
+                return s;
+            }, rethrow: true);
+            DiffusersPipelineFolder.Open(source.BaseModel);
+            return source;
+        }
+        catch (Exception e) when (e is not PipelineStoppedException)
+        {
+            var category = e is ModelSourceException && hub || e is DirectoryNotFoundException or FileNotFoundException
+                ? ErrorCategory.ObjectNotFound : (ErrorCategory?)null;
+            if (category is { } c) ThrowTerminatingError(new ErrorRecord(e, "ModelNotFound", c, model));
+            ThrowEngineError(e, model, "InvalidModel");
+            throw;   // not reached
+        }
+    }
 
     /// <summary>Resolves a user path (relative to the current location, ~ expanded) to a full file-system path.</summary>
     protected string ResolvePath(string path) => GetUnresolvedProviderPathFromPSPath(path);

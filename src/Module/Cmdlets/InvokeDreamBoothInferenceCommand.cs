@@ -88,6 +88,9 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     [Parameter]
     public SwitchParameter NoCache { get; set; }
 
+    /// <summary>Never download a Hub model: use the Hugging Face cache only (as HF_HUB_OFFLINE=1).</summary>
+    [Parameter] public SwitchParameter Offline { get; set; }
+
     protected override void ProcessRecord()
     {
         if (Width is int w && (w <= 0 || w % 8 != 0))
@@ -98,9 +101,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
             ThrowInputError($"Unknown scheduler '{Scheduler}'. Known: {string.Join(", ", Engine.Schedulers.SchedulerFactory.KnownNames)}.",
                 ErrorCategory.InvalidArgument, Scheduler, "UnknownScheduler");
 
-        ModelSource source = null!;
-        try { source = ModelSource.Resolve(ResolvePath(Model)); DiffusersPipelineFolder.Open(source.BaseModel); }
-        catch (Exception e) { ThrowEngineError(e, Model, "ModelNotFound"); }
+        var source = ResolveModel(Model, Offline);
 
         var loras = new List<Engine.Lora.LoRAReference>();
         if (LoRAScale is not null && LoRA is null)

@@ -55,6 +55,9 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
     /// <summary>The guide's memory recipe: 8GB generates one image at a time in fp16 (explicit -BatchSize / -Precision win); 16GB and 12GB change nothing here.</summary>
     [Parameter, ValidateSet("16GB", "12GB", "8GB")] public string? MemoryProfile { get; set; }
 
+    /// <summary>Never download a Hub model: use the Hugging Face cache only (as HF_HUB_OFFLINE=1).</summary>
+    [Parameter] public SwitchParameter Offline { get; set; }
+
     protected override void ProcessRecord()
     {
         if (MemoryProfile == "8GB")
@@ -70,9 +73,7 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
         if (Scheduler is not null && !Engine.Schedulers.SchedulerFactory.IsKnown(Scheduler))
             ThrowInputError($"Unknown scheduler '{Scheduler}'. Known: {string.Join(", ", Engine.Schedulers.SchedulerFactory.KnownNames)}.",
                 ErrorCategory.InvalidArgument, Scheduler, "UnknownScheduler");
-        ModelSource source = null!;
-        try { source = ModelSource.Resolve(ResolvePath(Model)); DiffusersPipelineFolder.Open(source.BaseModel); }
-        catch (Exception e) { ThrowEngineError(e, Model, "ModelNotFound"); }
+        var source = ResolveModel(Model, Offline);
 
         var dir = ResolvePath(OutputDirectory);
         var plan = ClassImageGenerator.Inspect(dir, Count);

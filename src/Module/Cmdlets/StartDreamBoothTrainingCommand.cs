@@ -83,6 +83,9 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     /// </summary>
     [Parameter, ValidateSet("16GB", "12GB", "8GB")] public string? MemoryProfile { get; set; }
 
+    /// <summary>Never download a Hub model: use the Hugging Face cache only (as HF_HUB_OFFLINE=1).</summary>
+    [Parameter] public SwitchParameter Offline { get; set; }
+
     /// <summary>A JSON or .psd1 file of settings named like these parameters or like diffusers' flags; parameters given on the command line win.</summary>
     [Parameter] public string? ConfigFile { get; set; }
 
@@ -96,7 +99,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
 
         var options = new DreamBoothOptions
         {
-            Model = ResolvePath(Model!), InstanceDataDirectory = ResolvePath(InstanceDataDirectory!), InstancePrompt = InstancePrompt!,
+            Model = ResolveModel(Model!, Offline).Path, InstanceDataDirectory = ResolvePath(InstanceDataDirectory!), InstancePrompt = InstancePrompt!,
             ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
             WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
             SampleBatchSize = SampleBatchSize, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,

@@ -1,0 +1,37 @@
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Import-Module (Get-StagedModulePath) -Force
+    $script:dir = Join-Path (New-TestDirectory 'class') 'dog'
+    $script:common = @{ Model = (Get-TinyModelPath); ClassPrompt = 'a photo of dog'; OutputDirectory = $dir; Steps = 2; Width = 64; Height = 64; BatchSize = 2; Seed = 5 }
+}
+AfterAll { Remove-Item -Recurse -Force (Split-Path $dir) -ErrorAction SilentlyContinue }
+
+Describe 'New-DreamBoothClassImage' {
+    It '-WhatIf generates nothing' {
+        New-DreamBoothClassImage @common -Count 2 -WhatIf | Should -BeNullOrEmpty
+        @(Get-ChildItem $dir -File -ErrorAction SilentlyContinue) | Should -HaveCount 0
+    }
+
+    It 'generates exactly the shortfall and says so in the verbose stream' {
+        New-Item -ItemType Directory -Force $dir | Out-Null
+        Copy-Item (Join-Path (Get-InstanceImagesPath) 'toy-1.png') (Join-Path $dir 'existing.png')
+        Set-Content (Join-Path $dir 'notes.txt') 'not an image'
+        $verbose = $( $images = New-DreamBoothClassImage @common -Count 3 -Verbose ) 4>&1
+        ($verbose | Out-String) | Should -Match 'found 1, generating 2'
+        $images | Should -HaveCount 2
+        $images | Should -BeOfType ([DreamBooth.DreamBoothImage])
+        $images.Prompt | Should -Be @('a photo of dog', 'a photo of dog')
+        @(Get-ChildItem $dir -Filter *.png) | Should -HaveCount 3
+    }
+
+    It 'generates and emits nothing when the folder already has enough' {
+        $verbose = $( $images = New-DreamBoothClassImage @common -Count 3 -Verbose ) 4>&1
+        ($verbose | Out-String) | Should -Match 'found 3, generating 0'
+        $images | Should -BeNullOrEmpty
+        @(Get-ChildItem $dir -Filter *.png) | Should -HaveCount 3
+    }
+
+    It 'is also New-ClassImages' {
+        (Get-Alias New-ClassImages).ResolvedCommandName | Should -Be 'New-DreamBoothClassImage'
+    }
+}

@@ -1,0 +1,149 @@
+@{
+    # Parameter descriptions shared by several cmdlets; a cmdlet's own Parameters entry wins.
+    Common = @{
+        Model = 'The model: a diffusers pipeline folder, a training output folder, a checkpoint-N folder, a single-file SD 1.x/2.x .safetensors checkpoint (converted once into $env:DREAMBOOTH_CACHE, default ~/.cache/dreambooth/single-file; its tokenizer comes from $env:DREAMBOOTH_TOKENIZER or openai/clip-vit-large-patch14 in the Hugging Face cache), or a Hugging Face id owner/name[@revision] (from the HF cache, downloaded when missing).'
+        Offline = 'Never download: a Hub id must already be in the Hugging Face cache (as HF_HUB_OFFLINE=1).'
+        NegativePrompt = 'What the image should not show (classifier-free guidance negative prompt).'
+        Steps = 'Denoising steps (num_inference_steps).'
+        GuidanceScale = 'Classifier-free guidance scale; 1 or less disables guidance.'
+        Seed = 'Random seed; image i uses Seed + i. Random when omitted (each image reports its seed).'
+        Width = 'Image width in pixels, a multiple of 8. Default: the model''s sample size times the VAE factor.'
+        Height = 'Image height in pixels, a multiple of 8. Default: the model''s sample size times the VAE factor.'
+        BatchSize = 'Images generated together.'
+        Scheduler = 'The sampler: a diffusers class name (DPMSolverMultistepScheduler, EulerDiscreteScheduler, ...) or a short name (dpm++2m, dpm++2m-karras, euler, euler-a, ddim, pndm, ...). Tab completion lists them. Default: the model''s scheduler.'
+        Device = 'auto (CUDA when present, else CPU), cpu, cuda or cuda:N.'
+        Precision = 'auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16.'
+        Force = 'Replace what is already there.'
+        Path = 'A file-system path.'
+    }
+    Cmdlets = @{
+        'Get-DreamBoothEnvironment' = @{
+            Synopsis = 'Reports the engine: TorchSharp and libtorch versions, backend, devices, threads and where the native libraries were loaded from.'
+            Description = 'Use it to check an installation. The engine and its dependencies load in their own AssemblyLoadContext (EngineLoadContext), apart from other modules.'
+            Examples = @(@{ Code = 'Get-DreamBoothEnvironment'; Remarks = 'Shows versions, devices and the native library path.' })
+            Parameters = @{}
+        }
+        'Invoke-DreamBoothInference' = @{
+            Synopsis = 'Generates images from text with a Stable Diffusion model, a DreamBooth output or a checkpoint.'
+            Description = 'Writes one PNG per image into -OutputDirectory, with the generation parameters in PNG text chunks (an A1111-style "parameters" entry and dreambooth:* keys), and emits one DreamBoothImage per image. Prompts can come from the pipeline. The model stays loaded for the next call (see Clear-DreamBoothModelCache). Ctrl+C stops between denoising steps.'
+            Examples = @(
+                @{ Code = "Invoke-DreamBoothInference -Model ./sks-dog-model -Prompt 'a photo of sks dog on the beach' -Steps 30 -Seed 42 -Scheduler dpm++2m"; Remarks = 'One image from a trained model, reproducible with the seed.' }
+                @{ Code = "'a photo of sks dog', 'a painting of sks dog' | Invoke-DreamBoothInference -Model ./sks-dog-model/checkpoint-400 -Count 4"; Remarks = 'Four images for each prompt from a training checkpoint.' }
+                @{ Code = "Invoke-DreamBoothInference -Model stable-diffusion-v1-5/stable-diffusion-v1-5 -Prompt 'a red bicycle' -Offline"; Remarks = 'A Hub model from the Hugging Face cache, without network access.' }
+            )
+            Parameters = @{
+                Prompt = 'The text prompt(s); each gets -Count images. Accepts pipeline input.'
+                Count = 'Images per prompt (num_images_per_prompt).'
+                ClipSkip = 'Use the text encoder output this many layers before the last (0: the last layer).'
+                OutputDirectory = 'Folder for the PNG files (created when missing). Default: ./outputs.'
+                NoCache = 'Load the model for this call only instead of keeping it loaded for the next call.'
+            }
+        }
+        'New-DreamBoothClassImage' = @{
+            Synopsis = 'Generates the class images prior preservation needs: only the shortfall up to -Count.'
+            Description = 'Counts the images already in -OutputDirectory (other files are not counted) and generates the missing ones with -ClassPrompt, as diffusers'' train_dreambooth.py does before training. Running it again with the same -Count generates and emits nothing. The verbose stream says "found X, generating Y".'
+            Examples = @(@{ Code = "New-DreamBoothClassImage -Model ./stable-diffusion-v1-5 -ClassPrompt 'a photo of dog' -OutputDirectory ./class-dog -Count 200 -Verbose"; Remarks = 'Fills ./class-dog up to 200 images.' })
+            Parameters = @{
+                ClassPrompt = 'The class prompt, e.g. ''a photo of dog'' (diffusers'' --class_prompt).'
+                OutputDirectory = 'The class image folder (diffusers'' --class_data_dir); created when missing.'
+                Count = 'How many class images the folder should hold (diffusers'' --num_class_images).'
+                BatchSize = 'Images generated together (diffusers'' --sample_batch_size).'
+            }
+        }
+        'Start-DreamBoothTraining' = @{
+            Synopsis = 'Fine-tunes a Stable Diffusion model on a few photos of a subject (DreamBooth), with prior preservation, checkpoints and validation.'
+            Description = 'Mirrors diffusers'' examples/dreambooth/train_dreambooth.py: parameter names follow its flags (aliases accept the flag spelling). All inputs are checked before training starts. Emits a DreamBoothCheckpoint per saved checkpoint, a DreamBoothImage per validation image and finally a DreamBoothModel for the output folder, a diffusers pipeline that Invoke-DreamBoothInference and diffusers load. Ctrl+C stops after the current step and saves a checkpoint to resume from.'
+            Examples = @(
+                @{ Code = "Start-DreamBoothTraining -Model ./stable-diffusion-v1-5 -InstanceDataDirectory ./dog -InstancePrompt 'a photo of sks dog' -WithPriorPreservation -ClassDataDirectory ./class-dog -ClassPrompt 'a photo of dog' -Resolution 512 -LearningRate 5e-6 -MaxTrainSteps 400 -OutputDirectory ./sks-dog-model"; Remarks = 'The diffusers README''s prior-preservation run.' }
+                @{ Code = "Start-DreamBoothTraining -ConfigFile ./dog.json -MaxTrainSteps 800"; Remarks = 'Settings from a JSON or .psd1 file (diffusers flag names or these parameter names); the command line wins.' }
+            )
+            Parameters = @{
+                InstanceDataDirectory = 'Folder with 3-5 photos of the subject (--instance_data_dir).'
+                InstancePrompt = 'Prompt with the identifier, e.g. ''a photo of sks dog'' (--instance_prompt).'
+                ClassDataDirectory = 'Class image folder for prior preservation; missing images are generated first (--class_data_dir).'
+                ClassPrompt = 'Prompt of the class, e.g. ''a photo of dog'' (--class_prompt).'
+                WithPriorPreservation = 'Add the prior-preservation loss on class images (--with_prior_preservation).'
+                PriorLossWeight = 'Weight of the prior-preservation loss (--prior_loss_weight).'
+                NumClassImages = 'Class images wanted; the shortfall is generated (--num_class_images).'
+                SampleBatchSize = 'Batch size when generating class images (--sample_batch_size).'
+                Resolution = 'Training image size, a multiple of 8 (--resolution).'
+                CenterCrop = 'Center-crop instead of random crop (--center_crop).'
+                RandomFlip = 'Randomly flip images horizontally.'
+                TrainBatchSize = 'Instance images per step (--train_batch_size).'
+                GradientAccumulationSteps = 'Steps whose gradients add up before an optimizer update (--gradient_accumulation_steps).'
+                LearningRate = 'Initial learning rate (--learning_rate).'
+                ScaleLearningRate = 'Multiply the learning rate by accumulation steps and batch size (--scale_lr).'
+                LearningRateScheduler = 'constant, constant_with_warmup, linear, cosine, cosine_with_restarts or polynomial (--lr_scheduler).'
+                LearningRateWarmupSteps = 'Warm-up steps (--lr_warmup_steps).'
+                LearningRateNumCycles = 'Hard restarts for cosine_with_restarts (--lr_num_cycles).'
+                LearningRatePower = 'Power of the polynomial schedule (--lr_power).'
+                MaxTrainSteps = 'Total optimizer steps; overrides -NumTrainEpochs (--max_train_steps).'
+                NumTrainEpochs = 'Epochs when -MaxTrainSteps is not given (--num_train_epochs).'
+                TrainTextEncoder = 'Also train the text encoder (--train_text_encoder).'
+                AdamBeta1 = 'AdamW beta1 (--adam_beta1).'
+                AdamBeta2 = 'AdamW beta2 (--adam_beta2).'
+                AdamWeightDecay = 'AdamW weight decay (--adam_weight_decay).'
+                AdamEpsilon = 'AdamW epsilon (--adam_epsilon).'
+                MaxGradNorm = 'Gradient clipping norm (--max_grad_norm).'
+                Seed = 'Seed for reproducible training (--seed). Random when omitted; stored in the run.'
+                CheckpointingSteps = 'Save a resumable checkpoint every this many steps (--checkpointing_steps).'
+                CheckpointsTotalLimit = 'Keep at most this many checkpoints; older ones are removed (--checkpoints_total_limit).'
+                ValidationPrompt = 'Prompt(s) rendered during training to watch progress (--validation_prompt).'
+                NumValidationImages = 'Images per validation prompt (--num_validation_images).'
+                ValidationSteps = 'Render validation images every this many steps (--validation_steps).'
+                ValidationScheduler = 'Sampler for validation images (--validation_scheduler).'
+                OffsetNoise = 'Add offset noise (--offset_noise).'
+                SnrGamma = 'Min-SNR loss weighting gamma, e.g. 5 (--snr_gamma).'
+                OutputDirectory = 'Where checkpoints and the trained pipeline go (--output_dir). Must not hold checkpoints of another run.'
+                MixedPrecision = 'no, fp16 or bf16 (--mixed_precision).'
+                GradientCheckpointing = 'Recompute activations in the backward pass to save memory (--gradient_checkpointing).'
+                Use8BitAdam = 'Keep AdamW state in 8 bits (--use_8bit_adam).'
+                SetGradsToNone = 'Free gradients instead of zeroing them (--set_grads_to_none).'
+                OffloadOptimizerState = 'Keep optimizer state in CPU memory.'
+                CacheLatents = 'Encode each image with the VAE once (needs -CenterCrop, no -RandomFlip).'
+                MemoryEfficientAttention = 'Accepted for compatibility with --enable_xformers_memory_efficient_attention; attention always uses scaled_dot_product_attention.'
+                ConfigFile = 'A JSON or .psd1 file of settings named like these parameters or like diffusers'' flags; parameters on the command line win.'
+            }
+        }
+        'Resume-DreamBoothTraining' = @{
+            Synopsis = 'Continues a DreamBooth run exactly where a checkpoint left it (the latest, or a given checkpoint-N).'
+            Description = 'Restores weights, optimizer, learning-rate schedule, data order and random state from the checkpoint and trains on with the run''s settings.'
+            Examples = @(@{ Code = 'Resume-DreamBoothTraining -Path ./sks-dog-model -MaxTrainSteps 800'; Remarks = 'Trains a stopped or finished run on to step 800.' })
+            Parameters = @{
+                Path = 'The run''s output folder (resumes from its latest checkpoint) or one checkpoint-N folder.'
+                MaxTrainSteps = 'Train to this many steps in total (more than the checkpoint''s step). Default: the run''s own setting.'
+            }
+        }
+        'Clear-DreamBoothModelCache' = @{
+            Synopsis = 'Releases the models Invoke-DreamBoothInference keeps loaded between calls.'
+            Description = 'Frees the memory of cached pipelines. The next inference call loads its model again.'
+            Examples = @(@{ Code = 'Clear-DreamBoothModelCache -PassThru'; Remarks = 'Releases every cached model and says how many.' })
+            Parameters = @{ PassThru = 'Emit how many cached models were released.' }
+        }
+        'Import-DreamBoothCheckpoint' = @{
+            Synopsis = 'Converts a single-file SD 1.x/2.x checkpoint (.safetensors, A1111/ComfyUI layout) into a diffusers model folder.'
+            Description = 'Infers the architecture from the weights and reports what it had to assume (image size, prediction type, ...) in Inferred. Pickle files (.ckpt, .bin) are refused because loading them can run code. A single file holds no tokenizer: pass -TokenizerFolder.'
+            Examples = @(@{ Code = 'Import-DreamBoothCheckpoint -Path ./v1-5-pruned.safetensors -Destination ./sd15 -TokenizerFolder ./clip-vit-large-patch14'; Remarks = 'Makes ./sd15 a diffusers pipeline folder.' })
+            Parameters = @{
+                Path = 'The .safetensors single-file checkpoint.'
+                Destination = 'The diffusers folder to create.'
+                ImageSize = 'Image size the model was trained at (SD 1.x 512, SD 2.x 768); inferred when omitted.'
+                PredictionType = 'epsilon or v_prediction (SD 2.x 768 models); the weights cannot tell, so the usual value is chosen and reported.'
+                TokenizerFolder = 'A CLIP tokenizer folder (vocab.json, merges.txt) to copy into the model.'
+                Precision = 'Cast the weights: fp32, fp16 or bf16. Default: keep the file''s.'
+                Force = 'Replace a model already in -Destination.'
+            }
+        }
+        'Export-DreamBoothCheckpoint' = @{
+            Synopsis = 'Writes a diffusers model, a DreamBooth output or a checkpoint-N as one SD single-file .safetensors checkpoint (A1111/ComfyUI layout).'
+            Description = 'For a checkpoint-N folder, its trained UNet (and text encoder) replace the base model''s. The diffusers configs are embedded in the file''s metadata so Import-DreamBoothCheckpoint restores them exactly. An existing file is overwritten only with -Force.'
+            Examples = @(@{ Code = 'Export-DreamBoothCheckpoint -Model ./sks-dog-model -Path ./sks-dog.safetensors -Precision fp16'; Remarks = 'A 2 GB fp16 file for A1111 or ComfyUI.' })
+            Parameters = @{
+                Model = 'A diffusers model folder, a training output folder, or a checkpoint-N folder.'
+                Path = 'The .safetensors file to write.'
+                Precision = 'fp16 (the usual 2 GB SD 1.x file), bf16 or fp32. Default: keep the weights'' dtype.'
+                Force = 'Overwrite an existing file.'
+            }
+        }
+    }
+}
