@@ -52,7 +52,7 @@ public sealed record DreamBoothOptions
     public string Device { get; init; } = "auto";
     /// <summary>no, fp16 or bf16 (diffusers' --mixed_precision). Trainable weights stay fp32.</summary>
     public string MixedPrecision { get; init; } = "no";
-    // Memory recipes (issue: memory and precision): their place is ready; the trainer refuses what it cannot do yet.
+    // Memory recipes: see MemoryProfiles (the guide's 16/12/8 GB presets), MixedPrecision, LatentCache.
     public bool GradientCheckpointing { get; init; }
     public bool Use8BitAdam { get; init; }
     public bool SetGradsToNone { get; init; }
