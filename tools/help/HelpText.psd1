@@ -15,6 +15,9 @@
         Precision = 'auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16.'
         Force = 'Replace what is already there.'
         Path = 'A file-system path.'
+        LoRA = 'LoRA files (pytorch_lora_weights.safetensors from diffusers or this module, or kohya/A1111 files; the layout is detected) or LoRA output folders.'
+        LoRAScale = 'Strength of each -LoRA adapter: one value for all, or one per file. 0 gives the model without the adapter.'
+        MemoryProfile = 'The diffusers DreamBooth guide''s memory recipe for a GPU of this size (16GB, 12GB or 8GB): turns on exactly its flags and reports which; parameters given explicitly win.'
     }
     Cmdlets = @{
         'Get-DreamBoothEnvironment' = @{
@@ -103,6 +106,10 @@
                 CacheLatents = 'Encode each image with the VAE once (needs -CenterCrop, no -RandomFlip).'
                 MemoryEfficientAttention = 'Accepted for compatibility with --enable_xformers_memory_efficient_attention; attention always uses scaled_dot_product_attention.'
                 ConfigFile = 'A JSON or .psd1 file of settings named like these parameters or like diffusers'' flags; parameters on the command line win.'
+                LoRA = 'Train LoRA adapters on the attention projections (UNet to_q/to_k/to_v/to_out.0; text encoder q/k/v/out_proj with -TrainTextEncoder) instead of the whole model, as diffusers'' train_dreambooth_lora.py. Writes pytorch_lora_weights.safetensors.'
+                Rank = 'LoRA rank (--rank); default 4.'
+                Alpha = 'LoRA alpha: adapters are scaled by Alpha / Rank. Default: the rank (scale 1).'
+                SaveKohyaLoRA = 'Also write the adapters in the kohya / A1111 key layout (pytorch_lora_weights_kohya.safetensors).'
             }
         }
         'Resume-DreamBoothTraining' = @{
@@ -119,6 +126,16 @@
             Description = 'Frees the memory of cached pipelines. The next inference call loads its model again.'
             Examples = @(@{ Code = 'Clear-DreamBoothModelCache -PassThru'; Remarks = 'Releases every cached model and says how many.' })
             Parameters = @{ PassThru = 'Emit how many cached models were released.' }
+        }
+        'Merge-DreamBoothLoRA' = @{
+            Synopsis = 'Bakes LoRA adapters into a Stable Diffusion model and saves a full diffusers model folder.'
+            Description = 'What diffusers'' pipe.fuse_lora() followed by save_pretrained() gives: the UNet and text encoder with W + scale x B.A, and the VAE, tokenizer and scheduler copied. -Model may itself be a LoRA run''s output or checkpoint; its adapters are merged first. The base model''s files are not changed. Emits the output folder.'
+            Examples = @(@{ Code = "Merge-DreamBoothLoRA -Model ./stable-diffusion-v1-5 -LoRA ./sks-dog-lora/pytorch_lora_weights.safetensors -LoRAScale 0.8 -OutputDirectory ./sks-dog-merged"; Remarks = 'A standalone model with the adapter baked in at strength 0.8.' })
+            Parameters = @{
+                Model = 'The base model: a diffusers folder, a training output, a checkpoint-N folder, or a LoRA run''s output.'
+                OutputDirectory = 'The folder for the merged diffusers model.'
+                Force = 'Write into a non-empty output folder, replacing its model components.'
+            }
         }
         'Import-DreamBoothCheckpoint' = @{
             Synopsis = 'Converts a single-file SD 1.x/2.x checkpoint (.safetensors, A1111/ComfyUI layout) into a diffusers model folder.'
