@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace DreamBooth.Engine.Models;
 
 /// <summary>
-/// Additive adapters on layers (LoRA: y = layer(x) + Δ(x)), applied by <see cref="Training.MixedPrecision.Forward"/>
+/// Additive adapters on layers (LoRA: y = layer(x) + Δ(x)), applied by <see cref="MixedPrecision.Forward"/>
 /// after the layer's own result, whether that ran in fp32 or in the autocast dtype. A TorchSharp forward hook would be
 /// skipped by the autocast path, which computes Linear/Conv2d functionally; this table is consulted on both paths.
 /// </summary>

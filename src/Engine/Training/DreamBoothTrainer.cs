@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Models;
 using System.Diagnostics;
 using DreamBooth.Engine.IO;
 using DreamBooth.Engine.Lora;

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Models;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using DreamBooth.Engine.IO;

@@ -1,3 +1,4 @@
+using DreamBooth.Engine.Models;
 using DreamBooth.Engine.IO;
 using DreamBooth.Engine.Training;
 using TorchSharp.Modules;

@@ -1,4 +1,3 @@
-using DreamBooth.Engine.Training;
 using DreamBooth.Engine.IO;
 using TorchSharp;
 using TorchSharp.Modules;

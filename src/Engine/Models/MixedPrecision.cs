@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace DreamBooth.Engine.Training;
+namespace DreamBooth.Engine.Models;
 
 /// <summary>
 /// The equivalent of <c>torch.autocast</c> (TorchSharp has none): inside <see cref="Autocast"/>, the model blocks route
@@ -41,7 +41,7 @@ public static class MixedPrecision
     /// LayerNorm on fp32 input; any other module runs as it is.
     /// </summary>
     public static Tensor Forward(nn.Module<Tensor, Tensor> m, Tensor x)
-        => Models.ModuleAdapters.Apply(m, x, Compute(m, x));   // adapters (LoRA) apply on both paths
+        => ModuleAdapters.Apply(m, x, Compute(m, x));   // adapters (LoRA) apply on both paths
 
     static Tensor Compute(nn.Module<Tensor, Tensor> m, Tensor x)
     {
