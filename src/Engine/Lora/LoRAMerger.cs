@@ -38,15 +38,9 @@ public static class LoRAMerger
                 te.SavePretrained(Path.Combine(staging, "text_encoder"));
             }
             foreach (var component in new[] { "vae", "tokenizer", "scheduler" })
-                CopyDirectory(layout.ComponentDirectory(component), Path.Combine(staging, component));
+                FolderStaging.CopyDirectory(layout.ComponentDirectory(component), Path.Combine(staging, component));
             File.Copy(Path.Combine(layout.Root, "model_index.json"), Path.Combine(staging, "model_index.json"));
-            foreach (var entry in Directory.EnumerateFileSystemEntries(staging))
-            {
-                var dest = Path.Combine(output, Path.GetFileName(entry));
-                if (Directory.Exists(dest)) Directory.Delete(dest, true);
-                else if (File.Exists(dest)) File.Delete(dest);
-                if (Directory.Exists(entry)) Directory.Move(entry, dest); else File.Move(entry, dest);
-            }
+            FolderStaging.PublishInto(staging, output);
         }
         finally
         {
@@ -55,10 +49,4 @@ public static class LoRAMerger
         return output;
     }
 
-    static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.EnumerateFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)), true);
-        foreach (var d in Directory.EnumerateDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
-    }
 }

@@ -475,16 +475,10 @@ public sealed class DreamBoothTrainer : IDisposable
             {
                 if (component == "text_encoder" && _o.TrainTextEncoder) continue;
                 string src = component == "text_encoder" && _source.TextEncoderDirectory is not null ? _source.TextEncoderDirectory : layout.ComponentDirectory(component);
-                CopyDirectory(src, Path.Combine(staging, component));
+                FolderStaging.CopyDirectory(src, Path.Combine(staging, component));
             }
             File.Copy(Path.Combine(layout.Root, "model_index.json"), Path.Combine(staging, "model_index.json"));
-            foreach (var entry in Directory.EnumerateFileSystemEntries(staging))
-            {
-                var dest = Path.Combine(output, Path.GetFileName(entry));
-                if (Directory.Exists(dest)) Directory.Delete(dest, true);
-                else if (File.Exists(dest)) File.Delete(dest);
-                if (Directory.Exists(entry)) Directory.Move(entry, dest); else File.Move(entry, dest);
-            }
+            FolderStaging.PublishInto(staging, output);
         }
         finally
         {
@@ -509,12 +503,6 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.SaveKohyaLoRA) Write(LoRAWeights.KohyaFileName, LoRAFormat.Kohya);
     }
 
-    static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.EnumerateFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)), true);
-        foreach (var d in Directory.EnumerateDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
-    }
 
     void Report(string phase, int step, int total, int epoch, double? loss, double? smoothed, double lr, TimeSpan elapsed, string? message = null, double rate = 0)
     {

@@ -113,6 +113,18 @@ public abstract class DreamBoothCmdlet : PSCmdlet
         ThrowTerminatingError(new ErrorRecord(e, errorId ?? e.GetType().Name, category, target));
     }
 
+    /// <summary>The generation inputs the parameter attributes cannot check: sizes in multiples of 8, a known scheduler.</summary>
+    protected void ValidateGenerationInputs(int? width, int? height, string? scheduler)
+    {
+        if (width is int w && (w <= 0 || w % 8 != 0))
+            ThrowInputError($"-Width must be a positive multiple of 8 (got {w}).", ErrorCategory.InvalidArgument, w, "InvalidWidth");
+        if (height is int h && (h <= 0 || h % 8 != 0))
+            ThrowInputError($"-Height must be a positive multiple of 8 (got {h}).", ErrorCategory.InvalidArgument, h, "InvalidHeight");
+        if (scheduler is not null && !Engine.Schedulers.SchedulerFactory.IsKnown(scheduler))
+            ThrowInputError($"Unknown scheduler '{scheduler}'. Known: {string.Join(", ", Engine.Schedulers.SchedulerFactory.KnownNames)}.",
+                ErrorCategory.InvalidArgument, scheduler, "UnknownScheduler");
+    }
+
     /// <summary>Terminating error for bad input found before any work starts.</summary>
     protected void ThrowInputError(string message, ErrorCategory category, object? target, string errorId)
         => ThrowTerminatingError(new ErrorRecord(new ArgumentException(message), errorId, category, target));

@@ -66,13 +66,7 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
             if (!MyInvocation.BoundParameters.ContainsKey(nameof(Precision))) Precision = "fp16";
             WriteInformation(new HostInformationMessage { Message = $"-MemoryProfile 8GB: -BatchSize {BatchSize}, -Precision {Precision}" }, new[] { "DreamBooth", "MemoryProfile" });
         }
-        if (Width is int w && (w <= 0 || w % 8 != 0))
-            ThrowInputError($"-Width must be a positive multiple of 8 (got {w}).", ErrorCategory.InvalidArgument, w, "InvalidWidth");
-        if (Height is int h && (h <= 0 || h % 8 != 0))
-            ThrowInputError($"-Height must be a positive multiple of 8 (got {h}).", ErrorCategory.InvalidArgument, h, "InvalidHeight");
-        if (Scheduler is not null && !Engine.Schedulers.SchedulerFactory.IsKnown(Scheduler))
-            ThrowInputError($"Unknown scheduler '{Scheduler}'. Known: {string.Join(", ", Engine.Schedulers.SchedulerFactory.KnownNames)}.",
-                ErrorCategory.InvalidArgument, Scheduler, "UnknownScheduler");
+        ValidateGenerationInputs(Width, Height, Scheduler);
         var source = ResolveModel(Model, Offline);
 
         var dir = ResolvePath(OutputDirectory);
