@@ -90,10 +90,10 @@ public sealed class DreamBoothTrainer : IDisposable
     public static void Preflight(DreamBoothOptions o, bool resuming = false)
     {
         o.Validate();
-        ModelSource.Resolve(o.Model).ToString();
-        if (ModelSource.Resolve(o.Model).IsLoRA)
+        var source = ModelSource.Resolve(o.Model);
+        if (source.IsLoRA)
             throw new ArgumentException($"'{o.Model}' is a LoRA output (adapters only). Bake it into a full model first with Merge-DreamBoothLoRA, then train from that folder.");
-        DiffusersPipelineFolder.Open(ModelSource.Resolve(o.Model).BaseModel);
+        DiffusersPipelineFolder.Open(source.BaseModel);
         if (!Directory.Exists(o.InstanceDataDirectory))
             throw new DirectoryNotFoundException($"Instance folder '{o.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
         var instances = ImageFiles.List(o.InstanceDataDirectory);
