@@ -23,6 +23,15 @@ Describe 'Module' {
         $cmdletAlc = [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext([DreamBooth.DreamBoothEnvironment].Assembly).Name
         $cmdletAlc | Should -Not -Be 'DreamBooth.Engine'
     }
+
+    It 'turns on huge pages for libtorch on import (Linux) or reports the system default' {
+        $reported = Get-DreamBoothEnvironment
+        if ($IsLinux -and -not $env:DREAMBOOTH_CPU_ALLOCATOR -and -not $env:MALLOC_MMAP_THRESHOLD_) {
+            $reported.CpuAllocator | Should -Match 'transparent huge pages'
+        } else {
+            $reported.CpuAllocator | Should -Not -BeNullOrEmpty
+        }
+    }
 }
 
 Describe 'Get-DreamBoothEnvironment' {

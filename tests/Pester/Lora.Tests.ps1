@@ -3,6 +3,33 @@ BeforeAll {
     Import-Module (Get-StagedModulePath) -Force
 
     # Decompressed PNG image data: equal bytes = equal pixels (same encoder), whatever the text metadata says.
+    # The decoded 8-bit samples of a non-interlaced 8-bit RGB/RGBA PNG (IDAT inflated, then PNG row filters undone).
+    function Get-PngPixels([string] $Path) {
+        $bytes = [IO.File]::ReadAllBytes($Path)
+        $width = ([int]$bytes[16] -shl 24) -bor ([int]$bytes[17] -shl 16) -bor ([int]$bytes[18] -shl 8) -bor [int]$bytes[19]
+        $bpp = if ($bytes[25] -eq 6) { 4 } else { 3 }
+        $raw = [Convert]::FromBase64String((Get-PngPixelData $Path))
+        $stride = $width * $bpp
+        $rows = $raw.Length / ($stride + 1)
+        $out = [byte[]]::new($rows * $stride)
+        for ($y = 0; $y -lt $rows; $y++) {
+            $filter = $raw[$y * ($stride + 1)]
+            for ($x = 0; $x -lt $stride; $x++) {
+                $v = [int]$raw[$y * ($stride + 1) + 1 + $x]
+                $a = if ($x -ge $bpp) { [int]$out[$y * $stride + $x - $bpp] } else { 0 }
+                $b = if ($y -gt 0) { [int]$out[($y - 1) * $stride + $x] } else { 0 }
+                $c = if ($x -ge $bpp -and $y -gt 0) { [int]$out[($y - 1) * $stride + $x - $bpp] } else { 0 }
+                $pred = switch ($filter) {
+                    0 { 0 } 1 { $a } 2 { $b } 3 { [Math]::Floor(($a + $b) / 2) }
+                    4 { $p = $a + $b - $c; $pa = [Math]::Abs($p - $a); $pb = [Math]::Abs($p - $b); $pc = [Math]::Abs($p - $c)
+                        if ($pa -le $pb -and $pa -le $pc) { $a } elseif ($pb -le $pc) { $b } else { $c } }
+                }
+                $out[$y * $stride + $x] = [byte](($v + $pred) % 256)
+            }
+        }
+        , $out
+    }
+
     function Get-PngPixelData([string] $Path) {
         $bytes = [IO.File]::ReadAllBytes($Path)
         $idat = [IO.MemoryStream]::new()
@@ -102,7 +129,14 @@ Describe 'Merge-DreamBoothLoRA' {
         foreach ($c in 'unet', 'text_encoder', 'vae', 'tokenizer', 'scheduler', 'model_index.json') { Join-Path $merged.FullName $c | Should -Exist }
         $m = Invoke-DreamBoothInference -Model $merged.FullName @infer -OutputDirectory (Join-Path $work 'img-m')
         $a = Invoke-DreamBoothInference -Model $tiny -LoRA $lora @infer -OutputDirectory (Join-Path $work 'img-a2')
-        Get-PngPixelData $m.Path | Should -Be (Get-PngPixelData $a.Path)
+        # W + s·BA baked into W and the same delta added at run time are equal up to float32 rounding (the engine
+        # test holds them to 1e-5); after 8-bit quantization that shows at most as a level here and there.
+        $pm = Get-PngPixels $m.Path; $pa = Get-PngPixels $a.Path
+        $pm.Length | Should -Be $pa.Length
+        $differ = 0; $worst = 0
+        for ($k = 0; $k -lt $pm.Length; $k++) { $d = [Math]::Abs([int]$pm[$k] - [int]$pa[$k]); if ($d) { $differ++; $worst = [Math]::Max($worst, $d) } }
+        $worst | Should -BeLessOrEqual 1
+        $differ | Should -BeLessOrEqual ($pm.Length / 100)
         # The base model on disk is untouched.
         $b = Invoke-DreamBoothInference -Model $tiny @infer -OutputDirectory (Join-Path $work 'img-b2')
         Get-PngPixelData $b.Path | Should -Be (Get-PngPixelData $base.Path)

@@ -21,15 +21,18 @@ public static class Benchmarks
     public static int Run(string name, string repo, string[] args)
     {
         if (name != "train-sd14") { Console.Error.WriteLine($"unknown benchmark '{name}'"); return 2; }
+        // --no-prior: batch 1 without prior preservation, the configuration of the diffusers anchor (UNet batch 1).
+        bool prior = !args.Contains("--no-prior");
+        args = args.Where(a => a != "--no-prior").ToArray();
         string recipe = args.Length > 0 ? args[0] : "fp32";
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
-        return TrainSd14(repo, recipe, steps, work);
+        return TrainSd14(repo, recipe, steps, work, prior);
     }
 
     sealed class StopAfterSteps : Exception { }
 
-    static int TrainSd14(string repo, string recipe, int steps, string work)
+    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior)
     {
         var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         var (instances, classes) = EnsureImages(work);
@@ -37,7 +40,7 @@ public static class Benchmarks
         var o = new DreamBoothOptions
         {
             Model = pipeline, InstanceDataDirectory = instances, InstancePrompt = "a photo of sks dog",
-            ClassDataDirectory = classes, ClassPrompt = "a photo of dog", WithPriorPreservation = true, NumClassImages = 4,
+            ClassDataDirectory = prior ? classes : null, ClassPrompt = prior ? "a photo of dog" : null, WithPriorPreservation = prior, NumClassImages = 4,
             Resolution = 512, TrainBatchSize = 1, MaxTrainSteps = steps + 1, CheckpointingSteps = 100000,
             OutputDirectory = output, Device = "cpu", Seed = 0,
         };
@@ -70,7 +73,7 @@ public static class Benchmarks
                 if (p.Phase != "training") return;
                 marks.Add(clock.Elapsed.TotalSeconds);
                 cpu.Add(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds);
-                Console.WriteLine($"  step {p.Step}: {marks[^1] - marks[^2]:F1} s wall, {cpu[^1] - cpu[^2]:F1} s CPU, loss {p.Loss:F4}, peak RSS {Program.PeakRssGB():F2} GB");
+                Console.WriteLine($"  step {p.Step}: {marks[^1] - marks[^2]:F1} s wall, {cpu[^1] - cpu[^2]:F1} s CPU, loss {p.Loss:F4}, peak RSS {Program.PeakRssGB():F2} GB, {Program.MinorFaults() / 1e6:F2} M minor faults so far");
                 if (p.Step >= steps) throw new StopAfterSteps();   // no final save: only steps are measured
             },
         };
@@ -83,7 +86,7 @@ public static class Benchmarks
         double wall = Median(marks.Zip(marks.Skip(1), (a, b) => b - a).Skip(skip));
         double cpuSeconds = Median(cpu.Zip(cpu.Skip(1), (a, b) => b - a).Skip(skip));
         Console.WriteLine("| recipe | s/step wall (median) | CPU s/step | steps measured | peak RSS GB | peak device memory | optimizer state | threads |");
-        Console.WriteLine($"| {recipe} | {wall:F1} | {cpuSeconds:F1} | {marks.Count - 1 - skip}{(skip == 0 ? " (incl. warm-up)" : "")} | {Program.PeakRssGB():F2} | n/a (CPU) | {stateLine.Replace("Optimizer state: ", "")} | {torch.get_num_threads()} |");
+        Console.WriteLine($"| {recipe}{(prior ? "" : " (batch 1, no prior)")} | {wall:F1} | {cpuSeconds:F1} | {marks.Count - 1 - skip}{(skip == 0 ? " (incl. warm-up)" : "")} | {Program.PeakRssGB():F2} | n/a (CPU) | {stateLine.Replace("Optimizer state: ", "")} | {torch.get_num_threads()} |");
         return 0;
     }
 

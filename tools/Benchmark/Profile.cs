@@ -42,3 +42,110 @@ public static class ProfileOps
         return 0;
     }
 }
+
+/// <summary>
+/// profile-step-sd14 [workdir]: the phases of one batch-1 fp32 DreamBooth step on the random SD-1.4 pipeline written by
+/// train-sd14 (VAE encode, text encoder, UNet forward, backward, grad clip, AdamW), twice; the second is reported.
+/// </summary>
+public static class ProfileStep
+{
+    public static int Run(string[] args)
+    {
+        string dir = Path.Combine(args.FirstOrDefault(a => !a.StartsWith("--") && !int.TryParse(a, out _)) ?? Path.Combine(Path.GetTempPath(), "dreambooth-bench"), "sd14-random");
+        using var vae = DreamBooth.Engine.Models.Autoencoders.AutoencoderKL.FromPretrained(Path.Combine(dir, "vae"));
+        using var unet = DreamBooth.Engine.Models.Unets.UNet2DConditionModel.FromPretrained(Path.Combine(dir, "unet"));
+        using var te = DreamBooth.Engine.Models.TextEncoders.ClipTextModel.FromPretrained(Path.Combine(dir, "text_encoder"));
+        foreach (var p in vae.parameters()) p.requires_grad = false;
+        foreach (var p in te.parameters()) p.requires_grad = false;
+        unet.train();
+        var trainable = unet.named_parameters().Select(p => (p.name, p.parameter)).ToList();
+        bool eightBit = args.Contains("--8bit"), checkpointing = args.Contains("--checkpointing");
+        args = args.Where(a => !a.StartsWith("--")).ToArray();
+        if (checkpointing) { unet.GradientCheckpointing = true; unet.CheckpointRunner = DreamBooth.Engine.Training.GradientCheckpoint.Run; }
+        using var opt = new DreamBooth.Engine.Training.AdamW(trainable, new DreamBooth.Engine.Training.AdamWOptions { WeightDecay = 1e-2, Use8Bit = eightBit });
+        var image = torch.rand(1, 3, 512, 512) * 2 - 1;
+        var ids = torch.randint(0, 1000, new long[] { 1, 77 }, ScalarType.Int64);
+        int rounds = args.Length > 0 && int.TryParse(args[^1], out var r) ? r : 2;
+        for (int round = 0; round < rounds; round++)
+        {
+            var times = new List<(string, double)>();
+            var sw = Stopwatch.StartNew();
+            void Mark(string what) { times.Add((what, sw.Elapsed.TotalSeconds)); sw.Restart(); }
+            using (var scope = torch.NewDisposeScope())
+            {
+                Tensor latents, context;
+                using (torch.no_grad())
+                {
+                    using var dist = vae.Encode(image);
+                    latents = dist.Sample(null) * 0.18215; Mark("vae encode 512");
+                    context = te.Forward(ids).LastHiddenState; Mark("text encoder");
+                }
+                var pred = unet.forward(latents, torch.tensor(500L), context);
+                var loss = nn.functional.mse_loss(pred, torch.randn_like(pred)); loss.item<float>(); Mark("unet forward b1");
+                loss.backward(); DreamBooth.Engine.Training.GradientCheckpoint.ThrowPendingError(); Mark("backward");
+            }
+            DreamBooth.Engine.Training.GradientClipping.ClipGradNorm(trainable.Select(p => p.parameter), 1.0); Mark("clip grad norm");
+            opt.Step(5e-6); Mark("adamw step");
+            opt.ZeroGrad(true); Mark("zero grad");
+            Console.WriteLine($"round {round}: " + string.Join(", ", times.Select(t => $"{t.Item1} {t.Item2:F2} s")) + $"; total {times.Sum(t => t.Item2):F1} s; peak RSS {Program.PeakRssGB():F2} GB; {Program.MinorFaults() / 1e6:F2} M faults");
+        }
+        return 0;
+    }
+}
+
+/// <summary>profile-ops-sd14: forward and backward time of the SD-1.4 UNet's heaviest ops at 64×64 latents, batch 1.</summary>
+public static class ProfileOpsSd14
+{
+    public static int Run()
+    {
+        void Time(string what, Func<Tensor> forward)
+        {
+            double f = 0, b = 0;
+            for (int i = 0; i < 4; i++)
+            {
+                using var s = torch.NewDisposeScope();
+                var sw = Stopwatch.StartNew();
+                var y = forward();
+                double tf = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                y.sum().backward();
+                double tb = sw.Elapsed.TotalMilliseconds;
+                if (i > 0) { f += tf / 3; b += tb / 3; }
+            }
+            Console.WriteLine($"{what}: forward {f:F1} ms, backward {b:F1} ms ({b / f:F2}x)");
+        }
+        var q = torch.randn(new long[] { 1, 8, 4096, 40 }, requires_grad: true);
+        var k = torch.randn(new long[] { 1, 8, 4096, 40 }, requires_grad: true);
+        var v = torch.randn(new long[] { 1, 8, 4096, 40 }, requires_grad: true);
+        Time("sdpa self 1x8x4096x40", () => nn.functional.scaled_dot_product_attention(q, k, v));
+        var kc = torch.randn(new long[] { 1, 8, 77, 40 }, requires_grad: true);
+        Time("sdpa cross 1x8x4096x77x40", () => nn.functional.scaled_dot_product_attention(q, kc, kc));
+        var x = torch.randn(new long[] { 1, 320, 64, 64 }, requires_grad: true);
+        var conv = nn.Conv2d(320, 320, 3, padding: 1);
+        Time("conv3x3 320 64x64", () => conv.forward(x));
+        var xcl = torch.randn(new long[] { 1, 64, 64, 320 }).permute(0, 3, 1, 2).requires_grad_(true);
+        var wcl = conv.weight!.detach().permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).requires_grad_(true);
+        Time("conv3x3 320 64x64 channels-last", () => nn.functional.conv2d(xcl, wcl, conv.bias, padding: new long[] { 1, 1 }));
+        var x128 = torch.randn(new long[] { 1, 128, 256, 256 });
+        var c128 = nn.Conv2d(128, 128, 3, padding: 1);
+        using (torch.no_grad())
+        {
+            var sw0 = Stopwatch.StartNew(); for (int i = 0; i < 3; i++) c128.forward(x128).Dispose(); Console.WriteLine($"vae-like conv 128 256x256 no-grad: {sw0.Elapsed.TotalMilliseconds / 3:F1} ms");
+            var x128cl = x128.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+            var w128cl = c128.weight!.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+            sw0.Restart(); for (int i = 0; i < 3; i++) nn.functional.conv2d(x128cl, w128cl, c128.bias, padding: new long[] { 1, 1 }).Dispose(); Console.WriteLine($"vae-like conv 128 256x256 no-grad channels-last: {sw0.Elapsed.TotalMilliseconds / 3:F1} ms");
+        }
+        var gn = nn.GroupNorm(32, 320);
+        Time("groupnorm 320 64x64", () => gn.forward(x));
+        Time("silu 320 64x64", () => nn.functional.silu(x));
+        var t = torch.randn(new long[] { 1, 4096, 320 }, requires_grad: true);
+        var lin = nn.Linear(320, 2560);
+        Time("linear 4096x320->2560", () => lin.forward(t));
+        var ln = nn.LayerNorm(320);
+        Time("layernorm 4096x320", () => ln.forward(t));
+        var g = torch.randn(new long[] { 1, 4096, 1280 }, requires_grad: true);
+        Time("gelu 4096x1280", () => nn.functional.gelu(g));
+        Time("transpose+reshape copy 320x4096", () => x.view(1, 320, 4096).transpose(1, 2).reshape(1, 4096, 320) * 1.0);
+        Console.WriteLine($"threads {torch.get_num_threads()}");
+        return 0;
+    }
+}

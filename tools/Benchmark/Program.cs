@@ -13,7 +13,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        if (args.Length == 0) { Console.WriteLine("benchmarks: pipeline-tiny | unet-sd14 | vae-sd14 | pipeline-sd14 | train-sd14 RECIPE [steps] [workdir] (recipes: fp32 checkpointing 8bit 16GB 12GB 8GB bf16 fp16)"); return 2; }
+        if (args.Length == 0) { Console.WriteLine("benchmarks: pipeline-tiny | unet-sd14 | vae-sd14 | pipeline-sd14 | train-sd14 RECIPE [steps] [workdir] [--no-prior] (recipes: fp32 checkpointing 8bit 16GB 12GB 8GB bf16 fp16)"); return 2; }
+        DreamBooth.Engine.CpuAllocatorPolicy.Apply();   // as the module does on import
         torch.set_num_threads(Environment.ProcessorCount);
         var repo = FindRepo();
         return args[0] switch
@@ -21,6 +22,8 @@ public static class Program
             "pipeline-tiny" => PipelineTiny(repo, args.Skip(1).ToArray()),
             "profile-tiny" => Profile.Tiny(repo),
             "profile-ops" => ProfileOps.Run(),
+            "profile-ops-sd14" => ProfileOpsSd14.Run(),
+            "profile-step-sd14" => ProfileStep.Run(args.Skip(1).ToArray()),
             "train-sd14-lora" => LoRABenchmark.Run(repo, args.Skip(1).ToArray()),   // LoRA (issue 8)
             _ => Benchmarks.Run(args[0], repo, args.Skip(1).ToArray()),
         };
@@ -60,6 +63,18 @@ public static class Program
         }
         catch { }
         return Process.GetCurrentProcess().PeakWorkingSet64 / 1073741824.0;
+    }
+
+    /// <summary>Minor page faults of this process so far (/proc/self/stat field 10); -1 where unavailable.</summary>
+    public static long MinorFaults()
+    {
+        try
+        {
+            var stat = File.ReadAllText("/proc/self/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[7]);   // field 10 overall; fields[0] is field 3 (state)
+        }
+        catch { return -1; }
     }
 
     static string FindRepo()

@@ -56,6 +56,9 @@ public sealed class AdamW : IDisposable
 
     public IReadOnlyList<(string Name, Parameter P)> Parameters => _params;
 
+    /// <summary>Use the one-pass CPU kernels where they apply (tests turn this off to compare with the tensor-op path).</summary>
+    internal bool FusedCpu { get; set; } = true;
+
     /// <summary>The state of a parameter, or null before its first update.</summary>
     public AdamWParamState? GetState(string name) => _state.TryGetValue(name, out var s) ? s : null;
 
@@ -81,10 +84,26 @@ public sealed class AdamW : IDisposable
             bool inPlace = p.dtype == ScalarType.Float32 && SameDevice(p.device, device);
             Tensor param = inPlace ? p : p.detach().to(ScalarType.Float32, device);
             var g = grad.to(ScalarType.Float32, device);
-            if (state.Is8Bit) Update8Bit(state, param, g, lr, device);
+            if (FusedCpu && FusedAdamWCpu.Supports(param) && FusedAdamWCpu.Supports(g)) UpdateFused(state, param, g, lr);
+            else if (state.Is8Bit) Update8Bit(state, param, g, lr, device);
             else UpdateFloat32(state, param, g, lr);
             if (!inPlace) p.copy_(param);
         }
+    }
+
+    /// <summary>Contiguous float32 CPU tensors: the same update in one pass over memory (<see cref="FusedAdamWCpu"/>).</summary>
+    void UpdateFused(AdamWParamState s, Tensor param, Tensor grad, double lr)
+    {
+        // Scalars rounded to float32 as ATen passes them to its float kernels.
+        var h = new FusedAdamWCpu.Hyper(
+            Beta1: (float)Beta1, OneMinusBeta1: (float)(1 - Beta1), Beta2: (float)Beta2, OneMinusBeta2: (float)(1 - Beta2),
+            Decay: (float)(1 - lr * WeightDecay), StepSize: (float)(lr / (1 - Math.Pow(Beta1, s.Step))),
+            BiasCorrection2Sqrt: (float)Math.Sqrt(1 - Math.Pow(Beta2, s.Step)), Eps: (float)Eps);
+        if (s.Is8Bit)
+            FusedAdamWCpu.Update8Bit(param, grad, s.ExpAvgCodes!, s.ExpAvgAbsmax!, s.ExpAvgSqCodes!, s.ExpAvgSqAbsmax!,
+                BlockwiseQuantization.DynamicMapShared(true), BlockwiseQuantization.DynamicMapShared(false), h);
+        else
+            FusedAdamWCpu.Update(param, grad, s.ExpAvg!, s.ExpAvgSq!, h);
     }
 
     void UpdateFloat32(AdamWParamState s, Tensor param, Tensor grad, double lr)

@@ -122,6 +122,7 @@ public sealed class DreamBoothTrainer : IDisposable
     {
         var total = Stopwatch.StartNew();
         torch.set_num_threads(Math.Max(1, Environment.ProcessorCount));
+        CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
         if (_o.WithPriorPreservation) EnsureClassImages(cancellation);
 
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
@@ -137,7 +138,8 @@ public sealed class DreamBoothTrainer : IDisposable
         _lrLambda = LearningRateSchedules.Create(_o.LearningRateScheduler, _o.LearningRateWarmupSteps, maxSteps, _o.LearningRateNumCycles, _o.LearningRatePower, baseLr: lr);
         CreateOptimizer();
         if (_o.MixedPrecision == "fp16") _scaler = new DynamicLossScaler();
-        if (_o.CacheLatents) CacheInputs(total);
+        if (_o.CacheLatents) CacheLatents(total);
+        if (!_o.TrainTextEncoder) PrecomputePromptEmbeddings();
 
         if (resume is { } r)
         {
@@ -352,16 +354,21 @@ public sealed class DreamBoothTrainer : IDisposable
     IEnumerable<LoRANetwork> LoRANetworks() => new[] { _unetLora, _textEncoderLora }.OfType<LoRANetwork>();
 
 
-    /// <summary>
-    /// -CacheLatents: encode every image once (center crop, no flip) and, with a frozen text encoder, the two prompts
-    /// once; the text encoder is then freed unless validation needs it.
-    /// </summary>
-    void CacheInputs(Stopwatch total)
+    /// <summary>-CacheLatents: encode every image once (center crop, no flip); the VAE is then not run per step.</summary>
+    void CacheLatents(Stopwatch total)
     {
         _events.Log?.Invoke("Caching latents: each image is encoded once (center crop, no random flip), the VAE is not run per step.");
         _latentCache = LatentCache.Build(_dataset, _vae, _frozenDType, _device,
             (i, n) => Report("caching", i, n, 0, null, null, 0, total.Elapsed, $"Encoding image {i}/{n}"));
-        if (_o.TrainTextEncoder) return;
+    }
+
+    /// <summary>
+    /// A frozen text encoder maps the two prompts to the same embeddings every step (diffusers'
+    /// --pre_compute_text_embeddings): compute them once and free the encoder (~0.5 GB for CLIP ViT-L) unless
+    /// validation still needs it.
+    /// </summary>
+    void PrecomputePromptEmbeddings()
+    {
         _promptEmbeddings = new();
         using (torch.no_grad())
             foreach (var prompt in new[] { _o.InstancePrompt, _o.ClassPrompt ?? "" }.Distinct())

@@ -37,6 +37,7 @@ public sealed class GetDreamBoothEnvironmentCommand : DreamBoothCmdlet
             DefaultDType = info.DefaultDType,
             NativeLibraryPath = info.NativeLibraryPath,
             EngineLoadContext = ModuleInitializer.LoadContextName ?? System.Runtime.Loader.AssemblyLoadContext.GetLoadContext(typeof(EngineInfo).Assembly)?.Name,
+            CpuAllocator = DreamBooth.Engine.CpuAllocatorPolicy.Description,
             PowerShellVersion = (SessionState.PSVariable.GetValue("PSVersionTable") as System.Collections.Hashtable)?["PSVersion"]?.ToString() ?? "",
             OperatingSystem = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
         });

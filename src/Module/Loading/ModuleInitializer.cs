@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using System.Reflection;
+using System.Runtime.CompilerServices;
 using System.Runtime.Loader;
 
 namespace DreamBooth.Loading;
@@ -25,7 +26,12 @@ public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssem
     {
         // Each runspace that imports the module calls this (ForEach-Object -Parallel): hook once.
         lock (s_gate) { if (s_hooks++ == 0) AssemblyLoadContext.Default.Resolving += Resolve; }
+        // Before any tensor exists: libtorch reads its huge-page switch at its first allocation.
+        try { ApplyCpuAllocatorPolicy(); } catch { /* a memory-layout preference must never fail the import */ }
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]   // the engine type resolves only now, through the hook above
+    static void ApplyCpuAllocatorPolicy() => DreamBooth.Engine.CpuAllocatorPolicy.Apply();
 
     public void OnRemove(PSModuleInfo module)
     {

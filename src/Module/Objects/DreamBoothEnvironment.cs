@@ -24,6 +24,8 @@ public sealed class DreamBoothEnvironment
     public string DefaultDType { get; init; } = "";
     public string? NativeLibraryPath { get; init; }
     public string? EngineLoadContext { get; init; }
+    /// <summary>The CPU memory policy applied on import (Linux: glibc mmap threshold and libtorch huge pages).</summary>
+    public string? CpuAllocator { get; init; }
     public string PowerShellVersion { get; init; } = "";
     public string OperatingSystem { get; init; } = "";
 }

@@ -58,6 +58,22 @@ public class DreamBoothTrainerTests : IDisposable
     }
 
     [Fact]
+    public void ResumeIsBitIdentical_WithFp16LossScaling8BitAdamAndCheckpointing()
+    {
+        // The 8GB/12GB recipes' state (loss scale and its growth counter, 8-bit moments) must survive a resume too.
+        DreamBoothOptions O(string name, int steps) => Options(name, steps) with { MixedPrecision = "fp16", Use8BitAdam = true, GradientCheckpointing = true };
+        var full = DreamBoothTrainer.Train(O("full16", 4), new TrainingEvents(), CancellationToken.None);
+        var half = DreamBoothTrainer.Train(O("split16", 2), new TrainingEvents(), CancellationToken.None);
+        var resumed = DreamBoothTrainer.Resume(half.OutputDirectory, 4, new TrainingEvents(), CancellationToken.None);
+        Assert.Equal(4, resumed.Steps);
+        var a = Weights(full.OutputDirectory);
+        var b = Weights(resumed.OutputDirectory);
+        foreach (var (name, t) in a) Assert.True(t.Equals(b[name]), $"{name} differs after an fp16 + 8-bit resume");
+        var base0 = Weights(Fixtures.TinySd);
+        Assert.Contains(a, kv => !kv.Value.Equals(base0[kv.Key]));
+    }
+
+    [Fact]
     public void CancellationSavesAResumableCheckpoint()
     {
         using var cts = new CancellationTokenSource();

@@ -63,9 +63,9 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
         Tensor moments;
         using (var scope = torch.NewDisposeScope())
         {
-            var h = encoder.forward(image);
+            var h = encoder.forward(ChannelsLast.Applies(image) ? ChannelsLast.Convert(image) : image);
             if (quant_conv is not null) h = quant_conv.forward(h);
-            moments = h.MoveToOuterDisposeScope();
+            moments = h.contiguous().MoveToOuterDisposeScope();
         }
         using (moments) return new DiagonalGaussianDistribution(moments);
     }
@@ -75,7 +75,8 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x = post_quant_conv is null ? z : post_quant_conv.forward(z);
-        return decoder.forward(x).MoveToOuterDisposeScope();
+        if (ChannelsLast.Applies(x)) x = ChannelsLast.Convert(x);
+        return decoder.forward(x).contiguous().MoveToOuterDisposeScope();
     }
 
     /// <summary>Reconstruction through the distribution's mode (diffusers' forward with sample_posterior = false).</summary>
