@@ -149,3 +149,26 @@ public static class ProfileOpsSd14
         return 0;
     }
 }
+
+/// <summary>profile-vae-sd14 [workdir]: VAE encode (512 px) and decode (64×64 latents), channels-last on and off, three each.</summary>
+public static class ProfileVae
+{
+    public static int Run(string[] args)
+    {
+        string dir = Path.Combine(args.Length > 0 ? args[0] : Path.Combine(Path.GetTempPath(), "dreambooth-bench"), "sd14-random");
+        using var vae = DreamBooth.Engine.Models.Autoencoders.AutoencoderKL.FromPretrained(Path.Combine(dir, "vae"));
+        using var _ = torch.no_grad();
+        var image = torch.rand(1, 3, 512, 512) * 2 - 1;
+        var z = torch.randn(1, 4, 64, 64);
+        foreach (var on in new[] { true, false, true, false, true, false })
+        {
+            DreamBooth.Engine.Models.ChannelsLast.Enabled = on;
+            var sw = Stopwatch.StartNew();
+            using (var d = vae.Encode(image)) { }
+            double enc = sw.Elapsed.TotalSeconds; sw.Restart();
+            vae.Decode(z).Dispose();
+            Console.WriteLine($"channels-last {(on ? "on " : "off")}: encode {enc:F2} s, decode {sw.Elapsed.TotalSeconds:F2} s");
+        }
+        return 0;
+    }
+}
