@@ -274,10 +274,10 @@ public sealed class DreamBoothTrainer : IDisposable
             noise = noise + 0.1 * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
         var timesteps = torch.randint(0, _noiseScheduler.Config.NumTrainTimesteps, new[] { latents.shape[0] }, dtype: ScalarType.Int64, generator: generator).to(_device);
 
-        Tensor context;
-        if (_promptEmbeddings is not null) context = torch.cat(prompts.Select(p => _promptEmbeddings[p]).ToArray(), 0);
-        else if (_o.TrainTextEncoder) context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState;
-        else using (torch.no_grad()) context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState.to(ScalarType.Float32);
+        // A frozen text encoder's embeddings were computed once (PrecomputePromptEmbeddings).
+        var context = _o.TrainTextEncoder
+            ? _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState
+            : torch.cat(prompts.Select(p => _promptEmbeddings![p]).ToArray(), 0);
 
         // Autocast equivalent for the UNet forward; with LoRA the frozen UNet may be held in the mixed-precision dtype
         // (as train_dreambooth_lora.py does) while the adapters stay fp32.

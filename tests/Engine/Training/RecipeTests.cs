@@ -82,16 +82,22 @@ public sealed class RecipeTests : IDisposable
         return diff / scale;
     }
 
+    /// <summary>The tiny fixture UNet in train mode and a seeded batch of 2 (latents, context, two timesteps).</summary>
+    static (DreamBooth.Engine.Models.Unets.UNet2DConditionModel Unet, Tensor X, Tensor C, Tensor T) TinyUnetTrainingInputs(ulong seed)
+    {
+        var unet = DreamBooth.Engine.Models.Unets.UNet2DConditionModel.FromPretrained(Path.Combine(Fixtures.Root, "tiny-sd", "unet"));
+        unet.train();
+        var g = new torch.Generator(seed);
+        return (unet, torch.randn(new long[] { 2, 4, 32, 32 }, generator: g), torch.randn(new long[] { 2, 77, 32 }, generator: g),
+            torch.tensor(new long[] { 10, 700 }));
+    }
+
     [Fact]
     public void GradientCheckpointing_UNetGradientsEqualPlain()
     {
         using var scope = torch.NewDisposeScope();
-        using var unet = DreamBooth.Engine.Models.Unets.UNet2DConditionModel.FromPretrained(Path.Combine(Fixtures.Root, "tiny-sd", "unet"));
-        unet.train();
-        var g = new torch.Generator(5);
-        var x = torch.randn(new long[] { 2, 4, 32, 32 }, generator: g);
-        var c = torch.randn(new long[] { 2, 77, 32 }, generator: g);
-        var t = torch.tensor(new long[] { 10, 700 });
+        var (unet, x, c, t) = TinyUnetTrainingInputs(seed: 5);
+        using var _ = unet;
         Tensor[] Grads(bool checkpointing)
         {
             unet.GradientCheckpointing = checkpointing;
@@ -114,12 +120,8 @@ public sealed class RecipeTests : IDisposable
     public void Autocast_UNetComputesInLowPrecision_GradientsStayFp32AndClose(string precision)
     {
         using var scope = torch.NewDisposeScope();
-        using var unet = DreamBooth.Engine.Models.Unets.UNet2DConditionModel.FromPretrained(Path.Combine(Fixtures.Root, "tiny-sd", "unet"));
-        unet.train();
-        var g = new torch.Generator(6);
-        var x = torch.randn(new long[] { 2, 4, 32, 32 }, generator: g);
-        var c = torch.randn(new long[] { 2, 77, 32 }, generator: g);
-        var t = torch.tensor(new long[] { 10, 700 });
+        var (unet, x, c, t) = TinyUnetTrainingInputs(seed: 6);
+        using var _ = unet;
         (Tensor Output, Tensor[] Grads) Run(ScalarType? compute)
         {
             unet.zero_grad();
