@@ -51,6 +51,15 @@ public static class ProfileStep
 {
     public static int Run(string[] args)
     {
+        if (!args.Contains("--thread")) return RunHere(args);
+        int rc = 0;   // --thread: on a thread of its own, as the cmdlets run the trainer (its own glibc malloc arena)
+        var worker = new Thread(() => rc = RunHere(args), 16 << 20);
+        worker.Start(); worker.Join();
+        return rc;
+    }
+
+    static int RunHere(string[] args)
+    {
         string dir = Path.Combine(args.FirstOrDefault(a => !a.StartsWith("--") && !int.TryParse(a, out _)) ?? Path.Combine(Path.GetTempPath(), "dreambooth-bench"), "sd14-random");
         using var vae = DreamBooth.Engine.Models.Autoencoders.AutoencoderKL.FromPretrained(Path.Combine(dir, "vae"));
         using var unet = DreamBooth.Engine.Models.Unets.UNet2DConditionModel.FromPretrained(Path.Combine(dir, "unet"));
@@ -59,7 +68,7 @@ public static class ProfileStep
         foreach (var p in te.parameters()) p.requires_grad = false;
         unet.train();
         var trainable = unet.named_parameters().Select(p => (p.name, p.parameter)).ToList();
-        bool eightBit = args.Contains("--8bit"), checkpointing = args.Contains("--checkpointing");
+        bool eightBit = args.Contains("--8bit"), checkpointing = args.Contains("--checkpointing"), setToNone = args.Contains("--set-to-none");
         args = args.Where(a => !a.StartsWith("--")).ToArray();
         if (checkpointing) { unet.GradientCheckpointing = true; unet.CheckpointRunner = DreamBooth.Engine.Training.GradientCheckpoint.Run; }
         using var opt = new DreamBooth.Engine.Training.AdamW(trainable, new DreamBooth.Engine.Training.AdamWOptions { WeightDecay = 1e-2, Use8Bit = eightBit });
@@ -70,7 +79,13 @@ public static class ProfileStep
         {
             var times = new List<(string, double)>();
             var sw = Stopwatch.StartNew();
-            void Mark(string what) { times.Add((what, sw.Elapsed.TotalSeconds)); sw.Restart(); }
+            var last = Program.CpuAndFaults();
+            void Mark(string what)
+            {
+                var now = Program.CpuAndFaults();
+                times.Add(($"{what} [user {now.User - last.User:F1} sys {now.Sys - last.Sys:F1} faults {(now.Faults - last.Faults) / 1e3:F0}k]", sw.Elapsed.TotalSeconds));
+                last = now; sw.Restart();
+            }
             using (var scope = torch.NewDisposeScope())
             {
                 Tensor latents, context;
@@ -86,8 +101,8 @@ public static class ProfileStep
             }
             DreamBooth.Engine.Training.GradientClipping.ClipGradNorm(trainable.Select(p => p.parameter), 1.0); Mark("clip grad norm");
             opt.Step(5e-6); Mark("adamw step");
-            opt.ZeroGrad(true); Mark("zero grad");
-            Console.WriteLine($"round {round}: " + string.Join(", ", times.Select(t => $"{t.Item1} {t.Item2:F2} s")) + $"; total {times.Sum(t => t.Item2):F1} s; peak RSS {Program.PeakRssGB():F2} GB; {Program.MinorFaults() / 1e6:F2} M faults");
+            opt.ZeroGrad(setToNone); Mark("zero grad");
+            Console.WriteLine($"round {round}: " + string.Join("\n  ", times.Select(t => $"{t.Item1} {t.Item2:F2} s")) + $"; total {times.Sum(t => t.Item2):F1} s; peak RSS {Program.PeakRssGB():F2} GB; {Program.MinorFaults() / 1e6:F2} M faults");
         }
         return 0;
     }
@@ -125,6 +140,29 @@ public static class ProfileOpsSd14
         var xcl = torch.randn(new long[] { 1, 64, 64, 320 }).permute(0, 3, 1, 2).requires_grad_(true);
         var wcl = conv.weight!.detach().permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).requires_grad_(true);
         Time("conv3x3 320 64x64 channels-last", () => nn.functional.conv2d(xcl, wcl, conv.bias, padding: new long[] { 1, 1 }));
+        foreach (var (ch, res) in new[] { (320, 64), (640, 32), (1280, 16), (1280, 8) })
+        {
+            var xi = torch.randn(new long[] { 1, ch, res, res }, requires_grad: true);
+            var ci = nn.Conv2d(ch, ch, 3, padding: 1);
+            double tf = 0, tb = 0, tdx = 0, tdw = 0;
+            for (int i = 0; i < 4; i++)
+            {
+                using var s = torch.NewDisposeScope();
+                var sw = Stopwatch.StartNew();
+                var y = ci.forward(xi); double a = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                var gy = torch.ones_like(y);
+                torch.autograd.backward(new[] { y }, new[] { gy }); double b = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                using (torch.no_grad())
+                {
+                    nn.functional.conv_transpose2d(gy, ci.weight!, padding: new long[] { 1, 1 }); double c = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                    var unf = nn.functional.unfold(xi, 3, padding: 1);
+                    torch.mm(gy.view(ch, res * res), unf[0].t()).view(ch, ch, 3, 3); gy.sum(new long[] { 0, 2, 3 });
+                    double d = sw.Elapsed.TotalMilliseconds;
+                    if (i > 0) { tf += a / 3; tb += b / 3; tdx += c / 3; tdw += d / 3; }
+                }
+            }
+            Console.WriteLine($"conv3x3 {ch} {res}x{res}: forward {tf:F1} ms, backward {tb:F1} ms; dX by conv_transpose {tdx:F1} ms, dW by unfold+mm {tdw:F1} ms");
+        }
         var x128 = torch.randn(new long[] { 1, 128, 256, 256 });
         var c128 = nn.Conv2d(128, 128, 3, padding: 1);
         using (torch.no_grad())

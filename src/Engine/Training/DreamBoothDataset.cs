@@ -39,19 +39,41 @@ public sealed class DreamBoothDataset
     /// <summary>Pixel tensors [3,R,R] in [-1,1] for dataset item <paramref name="index"/>: (instance, class or null).</summary>
     public (Tensor Instance, Tensor? Class) Get(int index, Pcg32 random)
     {
-        var inst = Load(InstanceImages[index % InstanceImages.Count], random);
-        var cls = ClassImages.Count > 0 ? Load(ClassImages[index % ClassImages.Count], random) : null;
+        var (inst, cls) = Plan(index, random);
+        return (Load(inst), cls is { } c ? Load(c) : null);
+    }
+
+    /// <summary>
+    /// The views of item <paramref name="index"/> (instance, class or null) without decoding their pixels: the random
+    /// choices are drawn here, in a fixed order (instance crop, flip, then class crop, flip).
+    /// </summary>
+    public (ImageView Instance, ImageView? Class) Plan(int index, Pcg32 random)
+    {
+        var inst = View(InstanceImages[index % InstanceImages.Count], random);
+        ImageView? cls = ClassImages.Count > 0 ? View(ClassImages[index % ClassImages.Count], random) : null;
         return (inst, cls);
     }
 
-    Tensor Load(string path, Pcg32 random)
+    /// <summary>The view's pixels, [3,R,R] in [-1,1].</summary>
+    public Tensor Load(ImageView view)
     {
-        using var image = ImageLoader.LoadRgb(path);
-        var (w, h) = ImageTransforms.ResizedSize(image.Width, image.Height, Resolution);
-        // Random choices drawn in a fixed order (crop, then flip) from the serialisable generator.
+        using var image = ImageLoader.LoadRgb(view.Path);
+        return ImageTransforms.DreamBoothTransform(image, Resolution, (view.Top, view.Left), view.Flip);
+    }
+
+    readonly Dictionary<string, (int Width, int Height)> _resizedSizes = new();
+
+    ImageView View(string path, Pcg32 random)
+    {
+        if (!_resizedSizes.TryGetValue(path, out var size))
+        {
+            using var image = ImageLoader.LoadRgb(path);   // once per file: the size after EXIF orientation
+            _resizedSizes[path] = size = ImageTransforms.ResizedSize(image.Width, image.Height, Resolution);
+        }
+        var (w, h) = size;
         (int Top, int Left) crop = CenterCrop ? ImageTransforms.CenterCropOffsets(h, w, Resolution)
             : (random.NextInt(h - Resolution + 1), random.NextInt(w - Resolution + 1));
         bool flip = RandomFlip && random.NextDouble() < 0.5;
-        return ImageTransforms.DreamBoothTransform(image, Resolution, crop, flip);
+        return new ImageView(path, crop.Top, crop.Left, flip);
     }
 }

@@ -44,7 +44,7 @@ public sealed class DreamBoothTrainer : IDisposable
 
     // Memory and precision recipes: fp16 loss scaling, cached latents, precomputed prompt embeddings.
     DynamicLossScaler? _scaler;
-    LatentCache? _latentCache;
+    LatentCache _latentCache = null!;
     Dictionary<string, Tensor>? _promptEmbeddings;
 
     // Run state: everything a checkpoint must hold to continue bit-identically.
@@ -139,6 +139,7 @@ public sealed class DreamBoothTrainer : IDisposable
         CreateOptimizer();
         if (_o.MixedPrecision == "fp16") _scaler = new DynamicLossScaler();
         if (_o.CacheLatents) CacheLatents(total);
+        else _latentCache = new LatentCache(_vae, _frozenDType, _device);
         if (!_o.TrainTextEncoder) PrecomputePromptEmbeddings();
 
         if (resume is { } r)
@@ -248,27 +249,15 @@ public sealed class DreamBoothTrainer : IDisposable
     double TrainMicroBatch(int[] indices, torch.Generator generator, Pcg32 random)
     {
         using var scope = torch.NewDisposeScope();
-        var instance = new List<Tensor>(); var cls = new List<Tensor>();
-        if (_latentCache is null)
-            foreach (var i in indices)
-            {
-                var (a, c) = _dataset.Get(i, random);
-                instance.Add(a); if (c is not null) cls.Add(c);
-            }
-        else
-        {
-            instance.AddRange(indices.Select(_ => (Tensor)null!));
-            if (_dataset.ClassImages.Count > 0) cls.AddRange(indices.Select(_ => (Tensor)null!));
-        }
-        var prompts = Enumerable.Repeat(_o.InstancePrompt, instance.Count).Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", cls.Count)).ToList();
+        var planned = indices.Select(i => _dataset.Plan(i, random)).ToList();
+        var views = planned.Select(p => p.Instance).Concat(planned.Where(p => p.Class is not null).Select(p => p.Class!.Value)).ToList();
+        var prompts = Enumerable.Repeat(_o.InstancePrompt, planned.Count).Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", views.Count - planned.Count)).ToList();
 
+        // Each view's latent distribution is encoded once (LatentCache); the sample is drawn fresh every step.
         Tensor latents;
         using (torch.no_grad())
-        {
-            using var dist = _latentCache is not null ? _latentCache.Batch(indices)
-                : _vae.Encode(torch.stack(instance.Concat(cls).ToArray()).to(_frozenDType, _device));
+        using (var dist = _latentCache.Batch(views, _dataset.Load))
             latents = (dist.Sample(generator) * _vae.ScalingFactor).to(ScalarType.Float32);
-        }
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
         if (_o.OffsetNoise)
             noise = noise + 0.1 * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);

@@ -5,60 +5,88 @@ using static TorchSharp.torch;
 namespace DreamBooth.Engine.Training;
 
 /// <summary>
-/// -CacheLatents: the VAE encodes every dataset image once, before training, and each step samples from the stored
-/// latent distribution (mean ‖ log-variance), so the VAE is not run per step. The crop and flip are therefore fixed
-/// at caching time: the options require -CenterCrop and no -RandomFlip. A step draws the same noise from the same
-/// generator as the uncached path, so both train the same (up to per-image vs batched encoder arithmetic).
+/// The frozen VAE's latent distributions (mean ‖ log-variance), one per <see cref="ImageView"/>. diffusers encodes the
+/// batch's pixels every step; the VAE is frozen and a view always gives the same pixels, so its distribution is the
+/// same every time: it is computed once and each step still draws a fresh sample from it with the step's generator.
+/// Training is therefore the same as re-encoding every step, one image at a time, while the VAE's ~10 s per 512 px
+/// image (CPU) is paid once per view instead of once per step.
+/// <para>Lazily filled, up to <see cref="DefaultBudgetBytes"/> (beyond it, views are encoded each time they come);
+/// -CacheLatents fills it for every item before training (<see cref="Build"/>), which needs a center crop and no
+/// random flip.</para>
 /// </summary>
 public sealed class LatentCache : IDisposable
 {
-    readonly List<(Tensor Instance, Tensor? Class)> _moments = new();
+    /// <summary>256 MiB: 2,048 views at 512 px in fp32 (128 KiB each).</summary>
+    public const long DefaultBudgetBytes = 256L << 20;
 
+    readonly Dictionary<ImageView, Tensor> _moments = new();
+    readonly AutoencoderKL _vae;
+    readonly ScalarType _dtype;
+    readonly Device _device;
+    readonly long _budgetBytes;
+    long _bytes;
+
+    public LatentCache(AutoencoderKL vae, ScalarType dtype, Device device, long budgetBytes = DefaultBudgetBytes)
+    {
+        _vae = vae; _dtype = dtype; _device = device; _budgetBytes = budgetBytes;
+    }
+
+    /// <summary>Distributions held.</summary>
     public int Count => _moments.Count;
 
-    /// <summary>Encodes each dataset item with <paramref name="vae"/> (its dtype and device) under no_grad.</summary>
+    /// <summary>VAE encodes done (cache misses), for tests and logs.</summary>
+    public int Encodes { get; private set; }
+
+    /// <summary>-CacheLatents: encodes every dataset item before training, with no budget.</summary>
     public static LatentCache Build(DreamBoothDataset dataset, AutoencoderKL vae, ScalarType dtype, Device device, Action<int, int>? progress = null)
     {
         if (!dataset.CenterCrop || dataset.RandomFlip)
             throw new ArgumentException("Latents can only be cached with a center crop and no random flip (each image is encoded once).");
-        var cache = new LatentCache();
+        var cache = new LatentCache(vae, dtype, device, long.MaxValue);
         var noRandomness = new Pcg32(0);   // center crop and no flip draw nothing
-        using var noGrad = torch.no_grad();
         for (int i = 0; i < dataset.Length; i++)
         {
-            using var scope = torch.NewDisposeScope();
-            var (instance, cls) = dataset.Get(i, noRandomness);
-            var a = Encode(vae, instance, dtype, device);
-            var c = cls is null ? null : Encode(vae, cls, dtype, device);
-            scope.Detach(a);
-            if (c is not null) scope.Detach(c);
-            cache._moments.Add((a, c));
+            var (instance, cls) = dataset.Plan(i, noRandomness);
+            cache.Moments(instance, dataset.Load).Dispose();
+            if (cls is { } c) cache.Moments(c, dataset.Load).Dispose();
             progress?.Invoke(i + 1, dataset.Length);
         }
         return cache;
     }
 
-    static Tensor Encode(AutoencoderKL vae, Tensor pixels, ScalarType dtype, Device device)
+    /// <summary>The latent distribution of a batch of views, in order (the trainer passes instance views, then class views). Caller disposes.</summary>
+    public DiagonalGaussianDistribution Batch(IReadOnlyList<ImageView> views, Func<ImageView, Tensor> loadPixels)
     {
-        using var dist = vae.Encode(pixels.unsqueeze(0).to(dtype, device));
-        return torch.cat(new[] { dist.Mean, dist.LogVar }, 1);
+        Tensor moments;
+        using (var scope = torch.NewDisposeScope())
+            moments = scope.MoveToOuter(torch.cat(views.Select(v => Moments(v, loadPixels)).ToArray(), 0));
+        using (moments) return new DiagonalGaussianDistribution(moments);
     }
 
-    /// <summary>
-    /// The latent distribution of a batch in the uncached path's order: the items' instance images, then their class
-    /// images. Caller disposes.
-    /// </summary>
-    public DiagonalGaussianDistribution Batch(IReadOnlyList<int> indices)
+    /// <summary>[1, 2·latent channels, h, w] of one view: the stored copy's alias, or a fresh encode. Caller disposes.</summary>
+    Tensor Moments(ImageView view, Func<ImageView, Tensor> loadPixels)
     {
-        var parts = indices.Select(i => _moments[i].Instance)
-            .Concat(indices.Where(i => _moments[i].Class is not null).Select(i => _moments[i].Class!)).ToArray();
-        using var moments = torch.cat(parts, 0);
-        return new DiagonalGaussianDistribution(moments);
+        if (_moments.TryGetValue(view, out var stored)) return stored.alias();
+        Tensor moments;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            using var pixels = loadPixels(view);
+            using var dist = _vae.Encode(pixels.unsqueeze(0).to(_dtype, _device));
+            moments = scope.MoveToOuter(torch.cat(new[] { dist.Mean, dist.LogVar }, 1));
+        }
+        Encodes++;
+        long bytes = moments.NumberOfElements * moments.ElementSize;
+        if (_bytes + bytes > _budgetBytes) return moments;
+        _moments[view] = moments.DetachFromDisposeScope();
+        _bytes += bytes;
+        return moments.alias();
     }
 
     public void Dispose()
     {
-        foreach (var (a, c) in _moments) { a.Dispose(); c?.Dispose(); }
+        foreach (var t in _moments.Values) t.Dispose();
         _moments.Clear();
+        _bytes = 0;
     }
 }

@@ -222,7 +222,8 @@ public sealed class RecipeTests : IDisposable
         var (uncached, _) = Train(Options("uncached", 2));
         var (cached, _) = Train(Options("cached", 2) with { CacheLatents = true });
         Assert.Equal(2, cached.Count);
-        for (int s = 0; s < 2; s++) Assert.True(MaxRelative(uncached[s], cached[s]) <= 1e-5, $"step {s}: relative error {MaxRelative(uncached[s], cached[s]):E2}");
+        // Both paths encode each image alone (LatentCache), so they compute the same thing.
+        for (int s = 0; s < 2; s++) Assert.True(MaxRelative(uncached[s], cached[s]) == 0, $"step {s}: relative error {MaxRelative(uncached[s], cached[s]):E2}");
     }
 
     [Fact]
