@@ -16,6 +16,7 @@ public sealed class UNetLeakTests
         var r = Fixtures.Load("unet.safetensors");
         using var _ = torch.no_grad();
         using (unet.forward(r["sample"], r["t_10"], r["encoder_hidden_states"])) { }   // warm-up
+        GC.Collect(); GC.WaitForPendingFinalizers();   // other tests' garbage tensors must not be finalized while counting
         long before = Tensor.TotalCount;
         using (unet.forward(r["sample"], r["t_10"], r["encoder_hidden_states"])) { }
         Assert.Equal(before, Tensor.TotalCount);

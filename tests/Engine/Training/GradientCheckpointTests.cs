@@ -135,6 +135,7 @@ public class GradientCheckpointTests(Xunit.Abstractions.ITestOutputHelper output
             GradientCheckpoint.ThrowPendingError();
         }
         Step();   // warm-up creates w.grad
+        GC.Collect(); GC.WaitForPendingFinalizers();   // other tests' garbage tensors must not be finalized while counting
         long before = torch.Tensor.TotalCount;
         for (int i = 0; i < 20; i++) Step();
         Assert.Equal(before, torch.Tensor.TotalCount);

@@ -39,6 +39,7 @@ public sealed class LatentCacheTests : IDisposable
         var distinct = new HashSet<ImageView>();
         for (int step = 0; step < 24; step++)
         {
+            using var scope = torch.NewDisposeScope();
             var views = new[] { dataset.Plan(step % 2, random).Instance, dataset.Plan((step + 1) % 2, random).Instance };
             distinct.UnionWith(views);
             using var a = reused.Batch(views, dataset.Load);
