@@ -36,13 +36,6 @@ public sealed class DreamBoothDataset
         return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip);
     }
 
-    /// <summary>Pixel tensors [3,R,R] in [-1,1] for dataset item <paramref name="index"/>: (instance, class or null).</summary>
-    public (Tensor Instance, Tensor? Class) Get(int index, Pcg32 random)
-    {
-        var (inst, cls) = Plan(index, random);
-        return (Load(inst), cls is { } c ? Load(c) : null);
-    }
-
     /// <summary>
     /// The views of item <paramref name="index"/> (instance, class or null) without decoding their pixels: the random
     /// choices are drawn here, in a fixed order (instance crop, flip, then class crop, flip).
