@@ -99,8 +99,8 @@ public static class ProfileStep
                 var loss = nn.functional.mse_loss(pred, torch.randn_like(pred)); loss.item<float>(); Mark("unet forward b1");
                 loss.backward(); DreamBooth.Engine.Training.GradientCheckpoint.ThrowPendingError(); Mark("backward");
             }
-            DreamBooth.Engine.Training.GradientClipping.ClipGradNorm(trainable.Select(p => p.parameter), 1.0); Mark("clip grad norm");
-            opt.Step(5e-6); Mark("adamw step");
+            var (_, clip) = DreamBooth.Engine.Training.GradientClipping.ClipCoefficient(trainable.Select(p => p.parameter), 1.0); Mark("clip grad norm");
+            opt.Step(5e-6, clip); Mark("adamw step (clip factor applied inside)");
             opt.ZeroGrad(setToNone); Mark("zero grad");
             Console.WriteLine($"round {round}: " + string.Join("\n  ", times.Select(t => $"{t.Item1} {t.Item2:F2} s")) + $"; total {times.Sum(t => t.Item2):F1} s; peak RSS {Program.PeakRssGB():F2} GB; {Program.MinorFaults() / 1e6:F2} M faults");
         }
@@ -206,6 +206,44 @@ public static class ProfileVae
             double enc = sw.Elapsed.TotalSeconds; sw.Restart();
             vae.Decode(z).Dispose();
             Console.WriteLine($"channels-last {(on ? "on " : "off")}: encode {enc:F2} s, decode {sw.Elapsed.TotalSeconds:F2} s");
+        }
+        return 0;
+    }
+}
+
+/// <summary>
+/// profile-gemm: the UNet's Linear shapes (tokens × in → out) through nn.functional.linear (MKL sgemm), torch.addmm on
+/// the flattened input, and a 1×1 channels-last convolution (oneDNN), forward and backward, each timed 4 times after a warm-up.
+/// </summary>
+public static class ProfileGemm
+{
+    public static int Run()
+    {
+        double TimeIt(Func<Tensor> forward, bool backward, out double tb)
+        {
+            double f = 0; tb = 0;
+            for (int i = 0; i < 5; i++)
+            {
+                using var s = torch.NewDisposeScope();
+                var sw = Stopwatch.StartNew();
+                var y = forward();
+                double a = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                if (backward) torch.autograd.backward(new[] { y }, new[] { torch.ones_like(y) });
+                double b = sw.Elapsed.TotalMilliseconds;
+                if (i > 0) { f += a / 4; tb += b / 4; }
+            }
+            return f;
+        }
+        foreach (var (t, i, o) in new[] { (4096, 320, 2560), (4096, 1280, 320), (4096, 320, 320), (1024, 640, 5120), (1024, 2560, 640), (256, 1280, 10240), (256, 5120, 1280), (256, 1280, 1280) })
+        {
+            var x = torch.randn(new long[] { 1, t, i }, requires_grad: true);
+            var w = (torch.randn(new long[] { o, i }) * 0.02).requires_grad_(true);
+            var bias = torch.zeros(new long[] { o }, requires_grad: true);
+            double gflop = 2.0 * t * i * o / 1e9;
+            double lf = TimeIt(() => nn.functional.linear(x, w, bias), true, out double lb);
+            double cf = TimeIt(() => nn.functional.conv2d(x.view(1, t, 1, i).permute(0, 3, 1, 2), w.view(o, i, 1, 1), bias).permute(0, 2, 3, 1).reshape(1, t, o), true, out double cb);
+            double mf = TimeIt(() => torch.addmm(bias, x.view(t, i), w.t(), 1, 1), true, out double mb);
+            Console.WriteLine($"{t}x{i}->{o} ({gflop:F2} GFLOP): linear fwd {lf:F1} ms ({gflop / lf * 1e3:F0} GFLOP/s) bwd {lb:F1} ms | conv1x1-cl fwd {cf:F1} ms ({gflop / cf * 1e3:F0}) bwd {cb:F1} ms | addmm fwd {mf:F1} bwd {mb:F1}");
         }
         return 0;
     }

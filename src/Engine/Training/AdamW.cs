@@ -69,7 +69,14 @@ public sealed class AdamW : IDisposable
     public bool Uses8BitFor(Tensor p) => Use8Bit && p.numel() >= Min8BitSize;
 
     /// <summary>One AdamW update of every parameter that has a grad, with learning rate <paramref name="lr"/>.</summary>
-    public void Step(double lr)
+    public void Step(double lr) => Step(lr, 1f);
+
+    /// <summary>
+    /// One AdamW update with every gradient taken as <c>grad × gradScale</c> (float32 product), the same update as
+    /// scaling the gradients in place first (gradient clipping, <see cref="GradientClipping.ClipCoefficient"/>) without
+    /// the extra pass over them; the stored gradients are left as they are.
+    /// </summary>
+    public void Step(double lr, float gradScale)
     {
         using var noGrad = torch.no_grad();
         foreach (var (name, p) in _params)
@@ -84,21 +91,25 @@ public sealed class AdamW : IDisposable
             bool inPlace = p.dtype == ScalarType.Float32 && SameDevice(p.device, device);
             Tensor param = inPlace ? p : p.detach().to(ScalarType.Float32, device);
             var g = grad.to(ScalarType.Float32, device);
-            if (FusedCpu && FusedAdamWCpu.Supports(param) && FusedAdamWCpu.Supports(g)) UpdateFused(state, param, g, lr);
-            else if (state.Is8Bit) Update8Bit(state, param, g, lr, device);
-            else UpdateFloat32(state, param, g, lr);
+            if (FusedCpu && FusedAdamWCpu.Supports(param) && FusedAdamWCpu.Supports(g)) UpdateFused(state, param, g, lr, gradScale);
+            else
+            {
+                if (gradScale != 1f) g = g.mul(gradScale);
+                if (state.Is8Bit) Update8Bit(state, param, g, lr, device);
+                else UpdateFloat32(state, param, g, lr);
+            }
             if (!inPlace) p.copy_(param);
         }
     }
 
     /// <summary>Contiguous float32 CPU tensors: the same update in one pass over memory (<see cref="FusedAdamWCpu"/>).</summary>
-    void UpdateFused(AdamWParamState s, Tensor param, Tensor grad, double lr)
+    void UpdateFused(AdamWParamState s, Tensor param, Tensor grad, double lr, float gradScale)
     {
         // Scalars rounded to float32 as ATen passes them to its float kernels.
         var h = new FusedAdamWCpu.Hyper(
             Beta1: (float)Beta1, OneMinusBeta1: (float)(1 - Beta1), Beta2: (float)Beta2, OneMinusBeta2: (float)(1 - Beta2),
             Decay: (float)(1 - lr * WeightDecay), StepSize: (float)(lr / (1 - Math.Pow(Beta1, s.Step))),
-            BiasCorrection2Sqrt: (float)Math.Sqrt(1 - Math.Pow(Beta2, s.Step)), Eps: (float)Eps);
+            BiasCorrection2Sqrt: (float)Math.Sqrt(1 - Math.Pow(Beta2, s.Step)), Eps: (float)Eps, GradScale: gradScale);
         if (s.Is8Bit)
             FusedAdamWCpu.Update8Bit(param, grad, s.ExpAvgCodes!, s.ExpAvgAbsmax!, s.ExpAvgSqCodes!, s.ExpAvgSqAbsmax!,
                 BlockwiseQuantization.DynamicMapShared(true), BlockwiseQuantization.DynamicMapShared(false), h);

@@ -200,8 +200,9 @@ public sealed class DreamBoothTrainer : IDisposable
                     double stepLr = lr * _lrLambda(_state.GlobalStep);
                     // fp16: unscale, and on inf/NaN skip the step and halve the scale (GradScaler); otherwise clip and step.
                     bool scaledFinite = _scaler?.UnscaleAndCheck(_trainable.Select(p => p.Param)) ?? true;
-                    double gradNorm = scaledFinite ? GradientClipping.ClipGradNorm(_trainable.Select(p => p.Param), _o.MaxGradNorm) : double.PositiveInfinity;
-                    if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr);
+                    // Clipping's factor is applied as AdamW reads each gradient (one pass over them less).
+                    var (gradNorm, clip) = scaledFinite ? GradientClipping.ClipCoefficient(_trainable.Select(p => p.Param), _o.MaxGradNorm) : (double.PositiveInfinity, 1f);
+                    if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr, clip);
                     else if (_scaler is not null) _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: fp16 gradients overflowed at loss scale {_scaler.LossScale}; the update was skipped and the scale halved.");
                     else _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: gradient norm is {gradNorm}; the update was skipped so the weights stay intact.");
                     if (_scaler is not null) { _scaler.Update(double.IsFinite(gradNorm)); _state.LossScaler = _scaler.GetState(); }
@@ -263,14 +264,19 @@ public sealed class DreamBoothTrainer : IDisposable
             noise = noise + 0.1 * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
         var timesteps = torch.randint(0, _noiseScheduler.Config.NumTrainTimesteps, new[] { latents.shape[0] }, dtype: ScalarType.Int64, generator: generator).to(_device);
 
-        // A frozen text encoder's embeddings were computed once (PrecomputePromptEmbeddings).
-        var context = _o.TrainTextEncoder
-            ? _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState
-            : torch.cat(prompts.Select(p => _promptEmbeddings![p]).ToArray(), 0);
-
-        // Autocast equivalent for the UNet forward; with LoRA the frozen UNet may be held in the mixed-precision dtype
-        // (as train_dreambooth_lora.py does) while the adapters stay fp32.
+        // Autocast equivalent for the trained models' forward (accelerate wraps both the UNet's and a trained text
+        // encoder's); with LoRA the frozen UNet may be held in the mixed-precision dtype (as train_dreambooth_lora.py
+        // does) while the adapters stay fp32.
         var compute = MixedPrecision.Parse(_o.MixedPrecision);
+
+        // A frozen text encoder's embeddings were computed once (PrecomputePromptEmbeddings).
+        Tensor context;
+        if (_o.TrainTextEncoder)
+            using (MixedPrecision.Autocast(compute))
+                context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState;
+        else
+            context = torch.cat(prompts.Select(p => _promptEmbeddings![p]).ToArray(), 0);
+
         var unetDType = UnetDType;
         var result = DreamBoothLoss.Compute((x, t, c) =>
             {
@@ -305,14 +311,10 @@ public sealed class DreamBoothTrainer : IDisposable
         _textEncoder.eval();
         if (_o.GradientCheckpointing)
         {
-            _unet.GradientCheckpointing = true;
             // The recompute in backward runs in the autocast state of the forward, as torch.utils.checkpoint restores it.
-            _unet.CheckpointRunner = (fn, xs) =>
-            {
-                var compute = MixedPrecision.ComputeDType;
-                return GradientCheckpoint.Run(ys => { using var _ = MixedPrecision.Autocast(compute); return fn(ys); }, xs);
-            };
-            if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.Run; }
+            _unet.GradientCheckpointing = true;
+            _unet.CheckpointRunner = GradientCheckpoint.RunInForwardAutocast;
+            if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.RunInForwardAutocast; }
         }
         if (_o.LoRA) { CreateLoRA(resumeCheckpoint); return; }
         _trainable = _unet.named_parameters().Select(p => ("unet." + p.name, p.parameter)).ToList();

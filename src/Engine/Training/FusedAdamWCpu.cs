@@ -25,7 +25,7 @@ internal static unsafe class FusedAdamWCpu
         && t.numel() * 4 <= int.MaxValue;   // Tensor.bytes is a Span
 
     public readonly record struct Hyper(float Beta1, float OneMinusBeta1, float Beta2, float OneMinusBeta2, float Decay,
-        float StepSize, float BiasCorrection2Sqrt, float Eps);
+        float StepSize, float BiasCorrection2Sqrt, float Eps, float GradScale = 1f);
 
     /// <summary>
     /// PyTorch's single-tensor AdamW: p ← p·(1 − lr·wd); m ← m + (1−β₁)(g − m); v ← β₂v + (1−β₂)g²;
@@ -51,9 +51,10 @@ internal static unsafe class FusedAdamWCpu
             var bc2 = new Vector<float>(h.BiasCorrection2Sqrt);
             var eps = new Vector<float>(h.Eps);
             var step = new Vector<float>(-h.StepSize);
+            var scale = new Vector<float>(h.GradScale);
             for (; i + w <= count; i += w)
             {
-                var gi = Unsafe.ReadUnaligned<Vector<float>>(g + i);
+                var gi = Unsafe.ReadUnaligned<Vector<float>>(g + i) * scale;   // clipping's factor (×1 is exact)
                 var mi = Unsafe.ReadUnaligned<Vector<float>>(m + i);
                 var vi = Unsafe.ReadUnaligned<Vector<float>>(v + i);
                 var pi = Unsafe.ReadUnaligned<Vector<float>>(p + i);
@@ -68,7 +69,7 @@ internal static unsafe class FusedAdamWCpu
         }
         for (; i < count; i++)
         {
-            float gi = g[i];
+            float gi = g[i] * h.GradScale;
             float mi = m[i] + h.OneMinusBeta1 * (gi - m[i]);
             float vi = v[i] * h.Beta2 + h.OneMinusBeta2 * gi * gi;
             float denom = MathF.Sqrt(vi) / h.BiasCorrection2Sqrt + h.Eps;
@@ -114,7 +115,7 @@ internal static unsafe class FusedAdamWCpu
         float maxM = 0, maxV = 0;
         for (int j = 0; j < len; j++)
         {
-            float gj = g[j];
+            float gj = g[j] * h.GradScale;
             float mj = sc[mc[j]] * am * h.Beta1 + h.OneMinusBeta1 * gj;
             float vj = uc[vc[j]] * av * h.Beta2 + h.OneMinusBeta2 * gj * gj;
             float denom = MathF.Sqrt(vj) / h.BiasCorrection2Sqrt + h.Eps;
@@ -141,11 +142,11 @@ internal static unsafe class FusedAdamWCpu
         var beta1 = Vector256.Create(h.Beta1); var b1m = Vector256.Create(h.OneMinusBeta1);
         var beta2 = Vector256.Create(h.Beta2); var b2m = Vector256.Create(h.OneMinusBeta2);
         var bc2 = Vector256.Create(h.BiasCorrection2Sqrt); var eps = Vector256.Create(h.Eps);
-        var decay = Vector256.Create(h.Decay); var step = Vector256.Create(-h.StepSize);
+        var decay = Vector256.Create(h.Decay); var step = Vector256.Create(-h.StepSize); var scale = Vector256.Create(h.GradScale);
         var maxM = Vector256<float>.Zero; var maxV = Vector256<float>.Zero;
         for (int j = 0; j < block; j += 8)
         {
-            var gj = Avx.LoadVector256(g + j);
+            var gj = Avx.LoadVector256(g + j) * scale;
             var mj = Avx2.GatherVector256(sc, Avx2.ConvertToVector256Int32(mc + j), 4) * am * beta1 + b1m * gj;
             var vj = Avx2.GatherVector256(uc, Avx2.ConvertToVector256Int32(vc + j), 4) * av * beta2 + b2m * gj * gj;
             var denom = Avx.Sqrt(vj) / bc2 + eps;

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using DreamBooth.Engine.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -45,6 +46,17 @@ public static class GradientCheckpoint
         {
             dummy?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// <see cref="Run"/> whose recompute in backward runs in the autocast state of the forward
+    /// (<see cref="MixedPrecision.ComputeDType"/> when called), as torch.utils.checkpoint restores autocast: backward
+    /// runs after the forward's autocast scope has ended.
+    /// </summary>
+    public static Tensor[] RunInForwardAutocast(Func<Tensor[], Tensor[]> fn, params Tensor[] inputs)
+    {
+        var compute = MixedPrecision.ComputeDType;
+        return Run(xs => { using var _ = MixedPrecision.Autocast(compute); return fn(xs); }, inputs);
     }
 
     /// <summary>

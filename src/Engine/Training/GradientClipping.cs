@@ -14,25 +14,34 @@ public static class GradientClipping
     /// </summary>
     public static double ClipGradNorm(IEnumerable<Parameter> parameters, double maxNorm)
     {
-        using var scope = torch.NewDisposeScope();
-        var grads = new List<Tensor>();
-        foreach (var p in parameters)
-        {
-            var g = p.grad;
-            if (g is not null) grads.Add(g);
-        }
-        if (grads.Count == 0) return 0.0;
+        var grads = parameters.Select(p => p.grad).OfType<Tensor>().ToList();
+        var (totalNorm, coefficient) = ClipCoefficient(grads, maxNorm);
+        if (coefficient != 1f)
+            using (torch.no_grad())
+                foreach (var g in grads) g.mul_(coefficient);   // float32 × float32, as PyTorch's mul_ by its float32 coefficient
+        return totalNorm;
+    }
 
+    /// <summary>
+    /// The global L2 norm of the gradients and the float32 factor <see cref="ClipGradNorm"/> would scale them by
+    /// (1 when the norm is within <paramref name="maxNorm"/> or not finite), without touching them: an optimizer that
+    /// reads each gradient once anyway applies the factor there (<see cref="AdamW.Step(double, float)"/>), which saves
+    /// a read-and-write pass over all gradients.
+    /// </summary>
+    public static (double TotalNorm, float Coefficient) ClipCoefficient(IEnumerable<Parameter> parameters, double maxNorm)
+        => ClipCoefficient(parameters.Select(p => p.grad).OfType<Tensor>().ToList(), maxNorm);
+
+    static (double TotalNorm, float Coefficient) ClipCoefficient(List<Tensor> grads, double maxNorm)
+    {
+        if (grads.Count == 0) return (0.0, 1f);
+        using var scope = torch.NewDisposeScope();
         var first = grads[0].device;
         var norms = grads.Select(g => torch.linalg.vector_norm(g, 2).to(ScalarType.Float32, first)).ToArray();
         var total = torch.linalg.vector_norm(torch.stack(norms), 2);
-        // Same float32 arithmetic as PyTorch, so the applied coefficient is bit-identical.
+        // Same float32 arithmetic as PyTorch, so the coefficient is bit-identical to the one it multiplies by.
         var coef = torch.clamp(maxNorm / (total + 1e-6), max: 1.0);
         double totalNorm = total.item<float>();
-        if (!double.IsFinite(totalNorm)) return totalNorm;
-        if (maxNorm / (totalNorm + 1e-6) < 1.0)
-            foreach (var g in grads)
-                using (torch.no_grad()) g.mul_(coef.to(g.device));
-        return totalNorm;
+        if (!double.IsFinite(totalNorm) || maxNorm / (totalNorm + 1e-6) >= 1.0) return (totalNorm, 1f);
+        return (totalNorm, coef.item<float>());
     }
 }

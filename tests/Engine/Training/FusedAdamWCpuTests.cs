@@ -9,6 +9,8 @@ public class FusedAdamWCpuTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     static Parameter Param(Tensor t) => new(t.clone(), requires_grad: true);
 
+    static bool Same(Tensor x, Tensor y) => x.shape.SequenceEqual(y.shape) && x.eq(y).all().item<bool>();
+
     static (float[] Fused, float[] Tensors) RunBoth(bool use8Bit, long numel, int steps)
     {
         using var scope = torch.NewDisposeScope();
@@ -49,5 +51,38 @@ public class FusedAdamWCpuTests(Xunit.Abstractions.ITestOutputHelper output)
         output.WriteLine($"{(use8Bit ? "8-bit" : "fp32")}: max relative difference fused vs tensor ops after 4 steps = {maxRel:E2}");
         // Four updates of ~lr = 1e-3 each: float32 rounding of the update terms stays near 1e-7 of the weight.
         Assert.True(maxRel <= (use8Bit ? 1e-5 : 1e-6), $"max relative difference {maxRel:E2}");
+    }
+
+    [Theory]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    public void GradScaleEqualsScalingTheGradientsFirst(bool use8Bit, bool fusedCpu)
+    {
+        // Gradient clipping's factor applied inside the update must give bit-for-bit the weights and state of
+        // clipping first (grad.mul_(coef)) and stepping after, as the trainer did before.
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(5);
+        const long numel = (1 << 16) * 2 + 777;
+        var w0 = torch.randn(numel);
+        var a = Param(w0); var b = Param(w0);
+        var options = new AdamWOptions { WeightDecay = 0.01, Use8Bit = use8Bit };
+        using var inside = new AdamW([("w", a)], options) { FusedCpu = fusedCpu };
+        using var first = new AdamW([("w", b)], options) { FusedCpu = fusedCpu };
+        foreach (float coef in new[] { 0.37f, 1f, 0.0123f })
+        {
+            var g = torch.randn(numel) * 0.5;
+            a.grad = g.clone(); b.grad = g.clone();
+            inside.Step(1e-3, coef);
+            using (torch.no_grad()) b.grad.mul_(coef);
+            first.Step(1e-3);
+            Assert.True(Same(a.grad, g));                                 // the stored gradient is left as it was
+            inside.ZeroGrad(); first.ZeroGrad();
+        }
+        Assert.True(Same(a, b), "weights differ");
+        var (sa, sb) = (inside.GetState("w")!, first.GetState("w")!);
+        if (use8Bit) Assert.True(Same(sa.ExpAvgCodes!, sb.ExpAvgCodes!) && Same(sa.ExpAvgSqCodes!, sb.ExpAvgSqCodes!) && Same(sa.ExpAvgAbsmax!, sb.ExpAvgAbsmax!));
+        else Assert.True(Same(sa.ExpAvg!, sb.ExpAvg!) && Same(sa.ExpAvgSq!, sb.ExpAvgSq!));
     }
 }

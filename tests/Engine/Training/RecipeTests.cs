@@ -145,6 +145,67 @@ public sealed class RecipeTests : IDisposable
         Assert.True(outErr > 0);                                         // it really was not fp32
     }
 
+    [Theory]
+    [InlineData("bf16")]
+    [InlineData("fp16")]
+    public void Autocast_TrainedTextEncoderComputesInLowPrecision_GradientsStayFp32AndClose(string precision)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var te = DreamBooth.Engine.Models.TextEncoders.ClipTextModel.FromPretrained(Path.Combine(Fixtures.Root, "tiny-sd", "text_encoder"));
+        te.train();
+        var ids = torch.tensor(new long[,] { { 49406, 320, 1125, 539, 48136, 1929, 49407, 49407 }, { 49406, 320, 1125, 539, 1929, 49407, 49407, 49407 } });
+        (Tensor Output, Tensor[] Grads) Run(ScalarType? compute)
+        {
+            te.zero_grad();
+            Tensor output;
+            using (MixedPrecision.Autocast(compute)) output = te.Forward(ids).LastHiddenState;
+            output.pow(2).mean().backward();
+            return (output, te.parameters().Select(p => p.grad!.clone()).ToArray());
+        }
+        var (plainOut, plainGrads) = Run(null);
+        var (lowOut, lowGrads) = Run(MixedPrecision.Parse(precision)!.Value);
+        Assert.Equal(ScalarType.Float32, lowOut.dtype);                  // the final LayerNorm runs in fp32, as autocast runs it
+        Assert.All(lowGrads, gr => Assert.Equal(ScalarType.Float32, gr.dtype));
+        double outErr = Fixtures.RelativeError(lowOut, plainOut);
+        double gradErr = MaxRelative(lowGrads, plainGrads);
+        _log?.WriteLine($"{precision}: text encoder output relative error {outErr:E2}, gradient error {gradErr:E2}");
+        Assert.True(outErr < (precision == "bf16" ? 5e-2 : 1e-2), $"output relative error {outErr:E2}");
+        Assert.True(gradErr < (precision == "bf16" ? 1e-1 : 2e-2), $"gradient error {gradErr:E2}");
+        Assert.True(outErr > 0);                                         // the projections really ran in low precision
+    }
+
+    [Fact]
+    public void GradientCheckpointing_TextEncoderUnderBf16_RecomputesInTheForwardsPrecision()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var te = DreamBooth.Engine.Models.TextEncoders.ClipTextModel.FromPretrained(Path.Combine(Fixtures.Root, "tiny-sd", "text_encoder"));
+        te.train();
+        var ids = torch.tensor(new long[,] { { 49406, 320, 1125, 539, 48136, 1929, 49407, 49407 } });
+        var seen = new List<ScalarType?>();
+        Tensor[] Grads(bool checkpointing, Func<Func<Tensor[], Tensor[]>, Tensor[], Tensor[]> runner)
+        {
+            te.GradientCheckpointing = checkpointing;
+            te.CheckpointRunner = (fn, xs) => runner(ys => { seen.Add(MixedPrecision.ComputeDType); return fn(ys); }, xs);
+            te.zero_grad();
+            Tensor loss;
+            using (MixedPrecision.Autocast(ScalarType.BFloat16)) loss = te.Forward(ids).LastHiddenState.pow(2).mean();
+            loss.backward();   // after the scope, as the trainer calls it
+            GradientCheckpoint.ThrowPendingError();
+            return te.parameters().Select(p => p.grad!.clone()).ToArray();
+        }
+        var plain = Grads(false, GradientCheckpoint.Run);
+        int layers = te.TextModel.Encoder.Layers.Count;
+        var checkpointed = Grads(true, GradientCheckpoint.RunInForwardAutocast);
+        Assert.Equal(Enumerable.Repeat<ScalarType?>(ScalarType.BFloat16, 2 * layers), seen);   // forward and recompute of each layer
+        double err = MaxRelative(checkpointed, plain);
+        seen.Clear();
+        double fp32RecomputeErr = MaxRelative(Grads(true, GradientCheckpoint.Run), plain);       // what the restore prevents
+        _log?.WriteLine($"bf16 text encoder, checkpointed vs plain gradients: {err:E2}; with an fp32 recompute: {fp32RecomputeErr:E2}");
+        Assert.Contains<ScalarType?>(null, seen);
+        Assert.True(err <= 1e-5, $"relative error {err:E2}");
+        Assert.True(fp32RecomputeErr > 1e-4, $"an fp32 recompute should be visible: {fp32RecomputeErr:E2}");
+    }
+
     [Fact]
     public void GradientCheckpointing_GradientsEqualPlainOnTrainingSteps()
     {

@@ -28,8 +28,10 @@ public sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor hiddenStates, Tensor? attentionMask)
     {
         using var scope = NewDisposeScope();
-        var h = hiddenStates + self_attn.forward(layer_norm1.forward(hiddenStates), attentionMask);
-        h = h + mlp.forward(layer_norm2.forward(h));
+        // Under autocast (a trained text encoder with -MixedPrecision) the norms run in fp32 and the projections in the
+        // low dtype; the fp32 residual stream stays fp32 (fp32 + low-precision promotes to fp32), as in PyTorch.
+        var h = hiddenStates + self_attn.forward(MixedPrecision.Forward(layer_norm1, hiddenStates), attentionMask);
+        h = h + mlp.forward(MixedPrecision.Forward(layer_norm2, h));
         return h.MoveToOuterDisposeScope();
     }
 }

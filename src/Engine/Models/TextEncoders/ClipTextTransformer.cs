@@ -49,7 +49,7 @@ public sealed class ClipTextTransformer : nn.Module
     {
         using var scope = NewDisposeScope();
         var states = RunEncoder(inputIds, attentionMask, encoder.Layers.Count, outputHiddenStates);
-        var last = final_layer_norm.forward(states[^1]);
+        var last = MixedPrecision.Forward(final_layer_norm, states[^1]);
         var pooled = Pool(last, inputIds);
         var kept = outputHiddenStates ? states : null;
         scope.MoveToOuter(last, pooled);
