@@ -248,3 +248,30 @@ public static class ProfileGemm
         return 0;
     }
 }
+
+/// <summary>profile-adam8 [million elements=64]: one tensor's AdamW update, fp32 and 8-bit moments (fused CPU kernels), three steps each after a warm-up.</summary>
+public static class ProfileAdam8
+{
+    public static int Run(string[] args)
+    {
+        long n = (args.Length > 0 && long.TryParse(args[0], out var mil) ? mil : 64) * 1_000_000;
+        foreach (bool eightBit in new[] { true, false, true, false })
+        {
+            var p = new TorchSharp.Modules.Parameter(torch.randn(n) * 0.02, requires_grad: true);
+            using var opt = new DreamBooth.Engine.Training.AdamW(new[] { ("w", p) }, new DreamBooth.Engine.Training.AdamWOptions { WeightDecay = 1e-2, Use8Bit = eightBit });
+            var times = new List<double>();
+            for (int i = 0; i < 4; i++)
+            {
+                p.grad = torch.randn(n) * 1e-3;
+                var sw = Stopwatch.StartNew();
+                opt.Step(1e-4, 0.5f);
+                if (i > 0) times.Add(sw.Elapsed.TotalSeconds);
+                p.grad.Dispose(); p.grad = null;
+            }
+            times.Sort();
+            Console.WriteLine($"{(eightBit ? "8-bit" : "fp32 ")} AdamW step, {n / 1e6:F0} M elements: {times[1]:F3} s median ({times[0]:F3}–{times[2]:F3}); {times[1] / n * 859.5e6:F1} s scaled to the SD-1.4 UNet");
+            p.Dispose();
+        }
+        return 0;
+    }
+}

@@ -24,6 +24,7 @@ public static class Program
             "profile-ops" => ProfileOps.Run(),
             "profile-ops-sd14" => ProfileOpsSd14.Run(),
             "profile-gemm" => ProfileGemm.Run(),
+            "profile-adam8" => ProfileAdam8.Run(args.Skip(1).ToArray()),
             "profile-vae-sd14" => ProfileVae.Run(args.Skip(1).ToArray()),
             "profile-step-sd14" => ProfileStep.Run(args.Skip(1).ToArray()),
             "train-sd14-lora" => LoRABenchmark.Run(repo, args.Skip(1).ToArray()),   // LoRA (issue 8)

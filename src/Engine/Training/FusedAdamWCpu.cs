@@ -91,6 +91,7 @@ internal static unsafe class FusedAdamWCpu
         float* p = Ptr(param), g = Ptr(grad), ma = Ptr(mAbsmax), va = Ptr(vAbsmax);
         byte* mc = BytePtr(mCodes), vc = BytePtr(vCodes);
         const int block = BlockwiseQuantization.BlockSize;
+        var (signedTable, unsignedTable) = Avx2.IsSupported ? (NearestCodeTable.For(signedCode), NearestCodeTable.For(unsignedCode)) : (null, null);
         ForChunks(n, (start, count) =>
         {
             float* m = stackalloc float[block];
@@ -101,7 +102,7 @@ internal static unsafe class FusedAdamWCpu
                     int len = (int)Math.Min(block, start + count - b0);
                     long blockIndex = b0 / block;
                     if (Avx2.IsSupported && len == block)
-                        Block8BitAvx2(p + b0, g + b0, mc + b0, vc + b0, ma + blockIndex, va + blockIndex, m, v, sc, uc, h);
+                        Block8BitAvx2(p + b0, g + b0, mc + b0, vc + b0, ma + blockIndex, va + blockIndex, m, v, sc, uc, signedTable!, unsignedTable!, h);
                     else
                         Block8BitScalar(p + b0, g + b0, mc + b0, vc + b0, ma + blockIndex, va + blockIndex, m, v, sc, uc, len, h);
                 }
@@ -135,7 +136,7 @@ internal static unsafe class FusedAdamWCpu
 
     /// <summary>One full block, eight lanes at a time: the same arithmetic in the same order as the scalar path.</summary>
     static void Block8BitAvx2(float* p, float* g, byte* mc, byte* vc, float* ma, float* va, float* m, float* v,
-        float* sc, float* uc, Hyper h)
+        float* sc, float* uc, NearestCodeTable signedTable, NearestCodeTable unsignedTable, Hyper h)
     {
         const int block = BlockwiseQuantization.BlockSize;
         var am = Vector256.Create(*ma); var av = Vector256.Create(*va);
@@ -161,8 +162,8 @@ internal static unsafe class FusedAdamWCpu
         var bmv = Vector256.Create(bm); var bvv = Vector256.Create(bv);
         for (int j = 0; j < block; j += 8)
         {
-            StoreBytes(mc + j, Nearest8(sc, Avx.LoadVector256(m + j) / bmv));
-            StoreBytes(vc + j, Nearest8(uc, Avx.LoadVector256(v + j) / bvv));
+            StoreBytes(mc + j, signedTable.Nearest8(sc, Avx.LoadVector256(m + j) / bmv));
+            StoreBytes(vc + j, unsignedTable.Nearest8(uc, Avx.LoadVector256(v + j) / bvv));
         }
     }
 
@@ -173,25 +174,13 @@ internal static unsafe class FusedAdamWCpu
         return r;
     }
 
-    /// <summary><see cref="Nearest"/> for eight values: the binary search with gathers and masks instead of branches.</summary>
-    static Vector256<int> Nearest8(float* code, Vector256<float> x)
-    {
-        var i = Vector256<int>.Zero;
-        for (int step = 128; step > 0; step >>= 1)
-        {
-            var c = Avx2.GatherVector256(code, i + Vector256.Create(step - 1), 4);
-            i += Avx.CompareLessThan(c, x).AsInt32() & Vector256.Create(step);
-        }
-        var hi = Avx2.Min(i, Vector256.Create(255));
-        var lo = Avx2.Max(hi - Vector256<int>.One, Vector256<int>.Zero);
-        var dHi = Vector256.Abs(Avx2.GatherVector256(code, hi, 4) - x);
-        var dLo = Vector256.Abs(x - Avx2.GatherVector256(code, lo, 4));
-        return Avx.BlendVariable(lo.AsSingle(), hi.AsSingle(), Avx.CompareLessThan(dHi, dLo)).AsInt32();
-    }
-
+    /// <summary>Eight code indices (0..255) to eight bytes: two saturating packs, one 4-byte store per 128-bit half.</summary>
     static void StoreBytes(byte* destination, Vector256<int> indices)
     {
-        for (int i = 0; i < 8; i++) destination[i] = (byte)indices.GetElement(i);
+        var words = Avx2.PackSignedSaturate(indices, indices);                 // per half: i0..i3, i0..i3 as int16
+        var bytes = Avx2.PackUnsignedSaturate(words, words);                    // per half: i0..i3 (×4) as bytes
+        *(uint*)destination = bytes.GetLower().AsUInt32().ToScalar();
+        *(uint*)(destination + 4) = bytes.GetUpper().AsUInt32().ToScalar();
     }
 
     /// <summary>Index of the nearest entry of a sorted 256-entry code; ties (and searchsorted's left rule) as in BlockwiseQuantization.</summary>
