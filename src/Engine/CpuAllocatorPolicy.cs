@@ -46,7 +46,7 @@ public static class CpuAllocatorPolicy
     }
 
     /// <summary>
-    /// Memory-saving recipes (checkpointing, 8-bit Adam, offload) return freed blocks ≥ 2 MiB to the system; other
+    /// Memory-saving recipes (checkpointing, selective or whole-block; 8-bit Adam; offload) return freed blocks ≥ 2 MiB to the system; other
     /// runs go back to glibc's heap behaviour (its dynamic threshold's maximum) if an earlier run changed it.
     /// </summary>
     public static void UseLowMemoryHeap(bool lowMemory)

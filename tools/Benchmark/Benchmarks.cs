@@ -16,7 +16,7 @@ namespace DreamBooth.Benchmark;
 /// </summary>
 public static class Benchmarks
 {
-    public static readonly string[] Recipes = { "fp32", "checkpointing", "8bit", "16GB", "12GB", "8GB", "bf16", "fp16" };
+    public static readonly string[] Recipes = { "fp32", "checkpointing", "selective", "8bit", "16GB", "12GB", "8GB", "bf16", "fp16" };
 
     public static int Run(string name, string repo, string[] args)
     {
@@ -48,6 +48,7 @@ public static class Benchmarks
         {
             "fp32" => o,
             "checkpointing" => o with { GradientCheckpointing = true },
+            "selective" => o with { SelectiveCheckpointing = true },
             "8bit" => o with { Use8BitAdam = true },
             "16GB" or "12GB" or "8GB" => Apply(o, recipe),
             "bf16" => o with { MixedPrecision = "bf16" },

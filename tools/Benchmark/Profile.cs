@@ -68,9 +68,9 @@ public static class ProfileStep
         foreach (var p in te.parameters()) p.requires_grad = false;
         unet.train();
         var trainable = unet.named_parameters().Select(p => (p.name, p.parameter)).ToList();
-        bool eightBit = args.Contains("--8bit"), checkpointing = args.Contains("--checkpointing"), setToNone = args.Contains("--set-to-none");
+        bool eightBit = args.Contains("--8bit"), checkpointing = args.Contains("--checkpointing"), selective = args.Contains("--selective"), setToNone = args.Contains("--set-to-none");
         args = args.Where(a => !a.StartsWith("--")).ToArray();
-        if (checkpointing) { unet.GradientCheckpointing = true; unet.CheckpointRunner = DreamBooth.Engine.Training.GradientCheckpoint.Run; }
+        if (checkpointing || selective) { unet.GradientCheckpointing = true; unet.SelectiveCheckpointing = selective; unet.CheckpointRunner = DreamBooth.Engine.Training.GradientCheckpoint.Run; }
         using var opt = new DreamBooth.Engine.Training.AdamW(trainable, new DreamBooth.Engine.Training.AdamWOptions { WeightDecay = 1e-2, Use8Bit = eightBit });
         var image = torch.rand(1, 3, 512, 512) * 2 - 1;
         var ids = torch.randint(0, 1000, new long[] { 1, 77 }, ScalarType.Int64);

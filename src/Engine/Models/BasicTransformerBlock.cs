@@ -17,12 +17,14 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     readonly LayerNorm norm3;
     readonly FeedForward ff;
     readonly bool onlyCrossAttention;
+    readonly GradientCheckpointing? checkpointing;
 
     public BasicTransformerBlock(int dim, int numAttentionHeads, int attentionHeadDim, double dropout = 0.0,
         int? crossAttentionDim = null, bool attentionBias = false, bool onlyCrossAttention = false,
-        bool upcastAttention = false, double normEps = 1e-5)
+        bool upcastAttention = false, double normEps = 1e-5, GradientCheckpointing? checkpointing = null)
         : base(nameof(BasicTransformerBlock))
     {
+        this.checkpointing = checkpointing;
         this.onlyCrossAttention = onlyCrossAttention;
         norm1 = Normalization.LayerNorm(dim, normEps);
         attn1 = new Attention(dim, onlyCrossAttention ? crossAttentionDim : null, numAttentionHeads, attentionHeadDim,
@@ -44,7 +46,11 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
         var x = hiddenStates;
         x = attn1.forward(MixedPrecision.Forward(norm1, x), onlyCrossAttention ? encoderHiddenStates : null) + x;
         if (attn2 is not null) x = attn2.forward(MixedPrecision.Forward(norm2!, x), encoderHiddenStates) + x;
-        x = ff.forward(MixedPrecision.Forward(norm3, x)) + x;
+        // Selective checkpointing recomputes norm3 and the GEGLU (its 2·4·dim projection output and the gelu) in
+        // backward; the output projection keeps its saved input.
+        Tensor[] Hidden(Tensor[] a) => [ff.Hidden(MixedPrecision.Forward(norm3, a[0]))];
+        var hidden = checkpointing is null ? Hidden([x])[0] : checkpointing.RunSegment(Hidden, x);
+        x = ff.Output(hidden) + x;
         return x.MoveToOuterDisposeScope();
     }
 }

@@ -16,11 +16,15 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor input)
+    public override Tensor forward(Tensor input) => Output(Hidden(input));
+
+    /// <summary>GEGLU and dropout: the 4·dim hidden activation.</summary>
+    public Tensor Hidden(Tensor input)
     {
         using var scope = torch.NewDisposeScope();
-        var x = input;
-        foreach (var m in net) x = MixedPrecision.Forward(m, x);
-        return x.MoveToOuterDisposeScope();
+        return MixedPrecision.Forward(net[1], MixedPrecision.Forward(net[0], input)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The output projection of the hidden activation.</summary>
+    public Tensor Output(Tensor hidden) => MixedPrecision.Forward(net[2], hidden);
 }

@@ -20,15 +20,19 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     readonly nn.Module<Tensor, Tensor> nonlinearity;
     readonly Conv2d? conv_shortcut;
     readonly double outputScaleFactor;
+    readonly GradientCheckpointing? checkpointing;
 
     public int InChannels { get; }
     public int OutChannels { get; }
 
     /// <param name="tembChannels">null for blocks without a time embedding (VAE).</param>
+    /// <param name="checkpointing">the model's checkpointing; in its selective mode each GroupNorm + activation pair
+    /// is recomputed in backward instead of keeping its two outputs.</param>
     public ResnetBlock2D(int inChannels, int outChannels, int? tembChannels, int groups = 32, double eps = 1e-6,
-        double dropout = 0.0, string nonLinearity = "swish", double outputScaleFactor = 1.0)
+        double dropout = 0.0, string nonLinearity = "swish", double outputScaleFactor = 1.0, GradientCheckpointing? checkpointing = null)
         : base(nameof(ResnetBlock2D))
     {
+        this.checkpointing = checkpointing;
         InChannels = inChannels; OutChannels = outChannels;
         this.outputScaleFactor = outputScaleFactor;
         norm1 = Normalization.GroupNorm(groups, inChannels, eps);
@@ -45,16 +49,22 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor input, Tensor? temb)
     {
         using var scope = torch.NewDisposeScope();
-        var h = MixedPrecision.Forward(conv1, nonlinearity.forward(MixedPrecision.Forward(norm1, input)));
+        var h = MixedPrecision.Forward(conv1, NormAndActivation(norm1, input));
         if (time_emb_proj is not null && temb is not null)
         {
             var t = MixedPrecision.Forward(time_emb_proj, nonlinearity.forward(temb));
             h = h + t[.., .., TensorIndex.None, TensorIndex.None];
         }
-        h = MixedPrecision.Forward(conv2, dropout.forward(nonlinearity.forward(MixedPrecision.Forward(norm2, h))));
+        h = MixedPrecision.Forward(conv2, dropout.forward(NormAndActivation(norm2, h)));
         var shortcut = conv_shortcut is null ? input : MixedPrecision.Forward(conv_shortcut, input);
         var output = shortcut + h;
         if (outputScaleFactor != 1.0) output = output / outputScaleFactor;
         return output.MoveToOuterDisposeScope();
+    }
+
+    Tensor NormAndActivation(GroupNorm norm, Tensor x)
+    {
+        Tensor[] Apply(Tensor[] a) => [nonlinearity.forward(MixedPrecision.Forward(norm, a[0]))];
+        return checkpointing is null ? Apply([x])[0] : checkpointing.RunSegment(Apply, x);
     }
 }

@@ -30,7 +30,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         transformer_blocks = new ModuleList<BasicTransformerBlock>();
         for (int i = 0; i < numLayers; i++)
             transformer_blocks.Add(new BasicTransformerBlock(inner, numAttentionHeads, attentionHeadDim, dropout,
-                crossAttentionDim, onlyCrossAttention: onlyCrossAttention, upcastAttention: upcastAttention));
+                crossAttentionDim, onlyCrossAttention: onlyCrossAttention, upcastAttention: upcastAttention, checkpointing: this.checkpointing));
         proj_out = useLinearProjection ? nn.Linear(inner, inChannels) : Convolutions.Conv2d(inner, inChannels, 1, 1, 0);
         RegisterComponents();
     }

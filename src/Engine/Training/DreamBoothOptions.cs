@@ -54,6 +54,11 @@ public sealed record DreamBoothOptions
     public string MixedPrecision { get; init; } = "no";
     // Memory recipes: see MemoryProfiles (the guide's 16/12/8 GB presets), MixedPrecision, LatentCache.
     public bool GradientCheckpointing { get; init; }
+    /// <summary>
+    /// Lighter checkpointing (on by itself, and in place of whole-block recomputation when both are set): only the
+    /// UNet's norm + activation pairs and its feed-forward GEGLUs are recomputed in backward (Models.GradientCheckpointing).
+    /// </summary>
+    public bool SelectiveCheckpointing { get; init; }
     public bool Use8BitAdam { get; init; }
     public bool SetGradsToNone { get; init; }
     public bool OffloadOptimizerState { get; init; }

@@ -122,7 +122,7 @@ public sealed class DreamBoothTrainer : IDisposable
     {
         var total = Stopwatch.StartNew();
         torch.set_num_threads(Math.Max(1, Environment.ProcessorCount));
-        CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
+        CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.SelectiveCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
         if (_o.WithPriorPreservation) EnsureClassImages(cancellation);
 
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
@@ -309,10 +309,11 @@ public sealed class DreamBoothTrainer : IDisposable
         if (!_o.TrainTextEncoder) foreach (var p in _textEncoder.parameters()) p.requires_grad = false;
         _vae.eval();
         _textEncoder.eval();
-        if (_o.GradientCheckpointing)
+        if (_o.GradientCheckpointing || _o.SelectiveCheckpointing)
         {
             // The recompute in backward runs in the autocast state of the forward, as torch.utils.checkpoint restores it.
             _unet.GradientCheckpointing = true;
+            _unet.SelectiveCheckpointing = _o.SelectiveCheckpointing;
             _unet.CheckpointRunner = GradientCheckpoint.RunInForwardAutocast;
             if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.RunInForwardAutocast; }
         }

@@ -60,6 +60,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public string Device { get; set; } = "auto";
     [Parameter, ValidateSet("no", "fp16", "bf16")] public string MixedPrecision { get; set; } = "no";
     [Parameter] public SwitchParameter GradientCheckpointing { get; set; }
+    [Parameter] public SwitchParameter SelectiveCheckpointing { get; set; }
     [Parameter] public SwitchParameter Use8BitAdam { get; set; }
     [Parameter] public SwitchParameter SetGradsToNone { get; set; }
     [Parameter] public SwitchParameter OffloadOptimizerState { get; set; }
@@ -113,7 +114,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, SnrGamma = SnrGamma,
             OutputDirectory = ResolvePath(OutputDirectory!), Device = Device, MixedPrecision = MixedPrecision,
-            GradientCheckpointing = GradientCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
+            GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,
         };

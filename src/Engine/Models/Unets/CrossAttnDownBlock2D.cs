@@ -24,7 +24,7 @@ public sealed class CrossAttnDownBlock2D : UNetDownBlock
         this.checkpointing = checkpointing;
         for (int i = 0; i < numLayers; i++)
         {
-            resnets.Add(new ResnetBlock2D(i == 0 ? inChannels : outChannels, outChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn));
+            resnets.Add(new ResnetBlock2D(i == 0 ? inChannels : outChannels, outChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn, checkpointing: checkpointing));
             attentions.Add(new Transformer2DModel(numAttentionHeads, outChannels / numAttentionHeads, outChannels, transformerLayersPerBlock,
                 normNumGroups: resnetGroups, crossAttentionDim: crossAttentionDim, useLinearProjection: useLinearProjection,
                 onlyCrossAttention: onlyCrossAttention, upcastAttention: upcastAttention, checkpointing: checkpointing));

@@ -23,7 +23,7 @@ public sealed class CrossAttnUpBlock2D : UNetUpBlock
         {
             int skip = i == numLayers - 1 ? inChannels : outChannels;
             int resIn = i == 0 ? prevOutputChannels : outChannels;
-            resnets.Add(new ResnetBlock2D(resIn + skip, outChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn));
+            resnets.Add(new ResnetBlock2D(resIn + skip, outChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn, checkpointing: checkpointing));
             attentions.Add(new Transformer2DModel(numAttentionHeads, outChannels / numAttentionHeads, outChannels, transformerLayersPerBlock,
                 normNumGroups: resnetGroups, crossAttentionDim: crossAttentionDim, useLinearProjection: useLinearProjection,
                 onlyCrossAttention: onlyCrossAttention, upcastAttention: upcastAttention, checkpointing: checkpointing));

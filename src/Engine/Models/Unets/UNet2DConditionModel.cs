@@ -32,6 +32,12 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     /// <summary>Recompute resnets and transformer blocks in backward (needs <see cref="CheckpointRunner"/>); only while grad is enabled.</summary>
     public bool GradientCheckpointing { get => checkpointing.Enabled; set => checkpointing.Enabled = value; }
 
+    /// <summary>
+    /// With <see cref="GradientCheckpointing"/>: recompute only the norm + activation pairs of resnets and the norm + GEGLU
+    /// of transformer blocks, keeping convolution, attention and projection outputs (see Models.GradientCheckpointing).
+    /// </summary>
+    public bool SelectiveCheckpointing { get => checkpointing.Selective; set => checkpointing.Selective = value; }
+
     /// <summary>The checkpoint function: runs fn(inputs) keeping only the inputs for backward.</summary>
     public Func<Func<Tensor[], Tensor[]>, Tensor[], Tensor[]>? CheckpointRunner { get => checkpointing.Runner; set => checkpointing.Runner = value; }
 

@@ -17,13 +17,13 @@ public sealed class UNetMidBlock2DCrossAttn : nn.Module<Tensor, Tensor, Tensor?,
         : base(nameof(UNetMidBlock2DCrossAttn))
     {
         this.checkpointing = checkpointing;
-        resnets.Add(new ResnetBlock2D(inChannels, inChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn, outputScaleFactor));
+        resnets.Add(new ResnetBlock2D(inChannels, inChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn, outputScaleFactor, checkpointing));
         for (int i = 0; i < numLayers; i++)
         {
             attentions.Add(new Transformer2DModel(numAttentionHeads, inChannels / numAttentionHeads, inChannels, transformerLayersPerBlock,
                 normNumGroups: resnetGroups, crossAttentionDim: crossAttentionDim, useLinearProjection: useLinearProjection,
                 upcastAttention: upcastAttention, checkpointing: checkpointing));
-            resnets.Add(new ResnetBlock2D(inChannels, inChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn, outputScaleFactor));
+            resnets.Add(new ResnetBlock2D(inChannels, inChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn, outputScaleFactor, checkpointing));
         }
         RegisterComponents();
     }

@@ -24,7 +24,7 @@ public sealed class UpBlock2D : UNetUpBlock
         {
             int skip = i == numLayers - 1 ? inChannels : outChannels;
             int resIn = i == 0 ? prevOutputChannels : outChannels;
-            resnets.Add(new ResnetBlock2D(resIn + skip, outChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn));
+            resnets.Add(new ResnetBlock2D(resIn + skip, outChannels, tembChannels, resnetGroups, resnetEps, dropout, actFn, checkpointing: checkpointing));
         }
         if (addUpsample) upsamplers = new ModuleList<Upsample2D>(new Upsample2D(outChannels, outChannels));
         RegisterComponents();
