@@ -27,7 +27,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
 
     /// <param name="tembChannels">null for blocks without a time embedding (VAE).</param>
     /// <param name="checkpointing">the model's checkpointing; in its selective mode each GroupNorm + activation pair
-    /// is recomputed in backward instead of keeping its two outputs.</param>
+    /// is recomputed in backward instead of keeping the GroupNorm's output (the convolution keeps the activation's).</param>
     public ResnetBlock2D(int inChannels, int outChannels, int? tembChannels, int groups = 32, double eps = 1e-6,
         double dropout = 0.0, string nonLinearity = "swish", double outputScaleFactor = 1.0, GradientCheckpointing? checkpointing = null)
         : base(nameof(ResnetBlock2D))
