@@ -23,7 +23,7 @@ public sealed record EngineInfo(
         if (cuda)
         {
             for (int i = 0; i < torch.cuda.device_count(); i++)
-                devices.Add(new($"cuda:{i}", "cuda", i, CudaInfo.DeviceName(i), CudaInfo.TotalMemory(i)));
+                devices.Add(new($"cuda:{i}", "cuda", i, Nvml.Driver?.DeviceName(i), Nvml.Driver?.DeviceMemory(i)?.Total));
         }
         var tsAsm = typeof(torch).Assembly;
         string tsVersion = tsAsm.GetName().Version?.ToString(3) ?? "?";

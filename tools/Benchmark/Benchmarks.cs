@@ -23,16 +23,19 @@ public static class Benchmarks
         if (name != "train-sd14") { Console.Error.WriteLine($"unknown benchmark '{name}'"); return 2; }
         // --no-prior: batch 1 without prior preservation, the configuration of the diffusers anchor (UNet batch 1).
         bool prior = !args.Contains("--no-prior");
-        args = args.Where(a => a != "--no-prior").ToArray();
+        // --device cpu|cuda|cuda:N (default auto: cuda:0 where the CUDA backend finds a GPU, else cpu).
+        int at = Array.IndexOf(args, "--device");
+        string device = at >= 0 && at + 1 < args.Length ? args[at + 1] : "auto";
+        args = args.Where((a, i) => a != "--no-prior" && (at < 0 || (i != at && i != at + 1))).ToArray();
         string recipe = args.Length > 0 ? args[0] : "fp32";
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
-        return TrainSd14(repo, recipe, steps, work, prior);
+        return TrainSd14(repo, recipe, steps, work, prior, device);
     }
 
     sealed class StopAfterSteps : Exception { }
 
-    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior)
+    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device)
     {
         var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         var (instances, classes) = EnsureImages(work);
@@ -42,7 +45,7 @@ public static class Benchmarks
             Model = pipeline, InstanceDataDirectory = instances, InstancePrompt = "a photo of sks dog",
             ClassDataDirectory = prior ? classes : null, ClassPrompt = prior ? "a photo of dog" : null, WithPriorPreservation = prior, NumClassImages = 4,
             Resolution = 512, TrainBatchSize = 1, MaxTrainSteps = steps + 1, CheckpointingSteps = 100000,
-            OutputDirectory = output, Device = "cpu", Seed = 0,
+            OutputDirectory = output, Device = device, Seed = 0,
         };
         o = recipe switch
         {
@@ -78,6 +81,8 @@ public static class Benchmarks
                 if (p.Step >= steps) throw new StopAfterSteps();   // no final save: only steps are measured
             },
         };
+        var onDevice = DreamBooth.Engine.DeviceSelection.Parse(device);
+        using var deviceMemory = DreamBooth.Engine.DeviceMemoryMonitor.Start(onDevice);
         // On a thread of its own, as the cmdlets run it (glibc gives such a thread its own malloc arena).
         var worker = new Thread(() =>
         {
@@ -99,7 +104,7 @@ public static class Benchmarks
         Console.WriteLine("| recipe, steps | s/step wall (median) | CPU s/step | steps measured |");
         Console.WriteLine(Row(skip == 0 ? "step 1 (warm-up)" : "first epoch, steps 2-" + Math.Min(epochSteps, wallSteps.Count) + " (each encodes its images)", skip, Math.Min(epochSteps, wallSteps.Count)));
         Console.WriteLine(Row($"later epochs, steps {epochSteps + 1}-{wallSteps.Count} (latents reused)", epochSteps, wallSteps.Count));
-        Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory n/a (CPU); optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}");
+        Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}");
         return 0;
     }
 

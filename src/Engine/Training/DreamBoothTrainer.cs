@@ -121,6 +121,7 @@ public sealed class DreamBoothTrainer : IDisposable
     TrainingResult Run((string Path, TrainingState State)? resume, CancellationToken cancellation)
     {
         var total = Stopwatch.StartNew();
+        using var deviceMemory = DeviceMemoryMonitor.Start(_device);   // CUDA only: what the recipe needs of the card
         torch.set_num_threads(Math.Max(1, Environment.ProcessorCount));
         CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.SelectiveCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
         if (_o.WithPriorPreservation) EnsureClassImages(cancellation);
@@ -242,8 +243,10 @@ public sealed class DreamBoothTrainer : IDisposable
         Report("saving", _state.GlobalStep, maxSteps, _state.Epoch, lastLoss, _state.SmoothedLoss, 0, total.Elapsed, "Saving the pipeline to " + _o.OutputDirectory);
         SaveCheckpoint(_lastSync!, lastLoss, lr * _lrLambda(Math.Max(0, _state.GlobalStep - 1)), prune: true, final: true);
         SavePipeline();
+        deviceMemory.Sample();
+        if (deviceMemory.PeakBytes is long peak) _events.Log?.Invoke($"Peak device memory: {peak / 1073741824.0:F2} GB ({deviceMemory.Source}).");
         return new TrainingResult(Path.GetFullPath(_o.OutputDirectory), _state.GlobalStep, _state.Epoch + 1, lastLoss, total.Elapsed,
-            completed, _checkpoints.ToList(), _o);
+            completed, _checkpoints.ToList(), _o) { PeakDeviceMemoryBytes = deviceMemory.PeakBytes };
     }
 
     /// <summary>One forward/backward on a micro-batch; returns its loss (before division by the accumulation steps).</summary>

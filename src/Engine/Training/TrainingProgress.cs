@@ -14,7 +14,11 @@ public sealed record ValidationImageInfo(string Path, int Step, string Prompt, l
 /// <summary>The finished run: the saved pipeline folder and what produced it.</summary>
 public sealed record TrainingResult(
     string OutputDirectory, int Steps, int Epochs, double FinalLoss, TimeSpan Duration, bool Completed,
-    IReadOnlyList<CheckpointInfo> Checkpoints, DreamBoothOptions Options);
+    IReadOnlyList<CheckpointInfo> Checkpoints, DreamBoothOptions Options)
+{
+    /// <summary>Peak device memory of the run on CUDA (this process per NVML; see DeviceMemoryMonitor); null on the CPU.</summary>
+    public long? PeakDeviceMemoryBytes { get; init; }
+}
 
 /// <summary>Callbacks to the caller (the cmdlet): progress, log lines and produced artefacts.</summary>
 public sealed class TrainingEvents

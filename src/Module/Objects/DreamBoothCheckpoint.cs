@@ -24,6 +24,8 @@ public sealed class DreamBoothModel
     public string BaseModel { get; init; } = "";
     public string InstancePrompt { get; init; } = "";
     public DreamBoothCheckpoint[] Checkpoints { get; init; } = Array.Empty<DreamBoothCheckpoint>();
+    /// <summary>On CUDA: the most device memory the run held (this process per NVML, as nvidia-smi shows it), in GiB; null on the CPU.</summary>
+    public double? PeakDeviceMemoryGB { get; init; }
     /// <summary>Every setting of the run, as the engine stored it.</summary>
     public System.Collections.Hashtable Settings { get; init; } = new();
     public override string ToString() => Path;
