@@ -52,6 +52,12 @@ Describe 'Get-DreamBoothEnvironment' {
         $info.DefaultDType | Should -Be 'Float32'
     }
 
+    It 'reports how much slower fp16 and bf16 run on this CPU, and says so in its list view' {
+        $info.CpuFp16Slowdown | Should -BeGreaterThan 0
+        $info.CpuBf16Slowdown | Should -BeGreaterThan 0
+        ($info | Format-List | Out-String) | Should -Match 'CpuHalfPrecision\s*:\s*fp16 [\d.,]+x, bf16 [\d.,]+x'
+    }
+
     It 'found the native library inside the module folder' {
         $info.NativeLibraryPath | Should -Not -BeNullOrEmpty
         $moduleDir = Split-Path (Get-StagedModulePath)

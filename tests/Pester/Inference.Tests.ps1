@@ -75,6 +75,13 @@ Describe 'Invoke-DreamBoothInference' {
         Clear-DreamBoothModelCache -PassThru -Confirm:$false | Should -Be 0
     }
 
+    It 'warns before generating in bf16 on a CPU where bf16 runs on fallback kernels, and only there' {
+        $slow = (Get-DreamBoothEnvironment).CpuBf16Slowdown -gt 8
+        $image = Invoke-DreamBoothInference @common -Prompt 'a dog' -Seed 1 -Precision bf16 -NoCache -WarningVariable warnings -WarningAction SilentlyContinue
+        $image | Should -HaveCount 1
+        [bool]($warnings | Where-Object { "$_" -match '-Precision bf16 on this CPU runs .*fallback' }) | Should -Be $slow
+    }
+
     Context 'bad input' {
         It 'a missing model folder is ObjectNotFound' {
             $e = { Invoke-DreamBoothInference -Model (Join-Path $out 'no-such-model') -Prompt x -OutputDirectory $out } | Should -Throw -PassThru

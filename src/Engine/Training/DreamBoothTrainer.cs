@@ -126,6 +126,7 @@ public sealed class DreamBoothTrainer : IDisposable
         CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.SelectiveCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
         if (_o.WithPriorPreservation) EnsureClassImages(cancellation);
 
+        if (LowPrecisionOnCpu.Warning(_device, _frozenDType, "-MixedPrecision " + _o.MixedPrecision) is string slow) _events.Warning?.Invoke(slow);
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
         LoadModels(resume?.Path);
         _dataset = DreamBoothDataset.FromFolders(_o.InstanceDataDirectory, _o.WithPriorPreservation ? _o.ClassDataDirectory : null,

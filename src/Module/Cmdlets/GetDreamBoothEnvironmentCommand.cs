@@ -38,6 +38,8 @@ public sealed class GetDreamBoothEnvironmentCommand : DreamBoothCmdlet
             NativeLibraryPath = info.NativeLibraryPath,
             EngineLoadContext = ModuleInitializer.LoadContextName ?? System.Runtime.Loader.AssemblyLoadContext.GetLoadContext(typeof(EngineInfo).Assembly)?.Name,
             CpuAllocator = DreamBooth.Engine.CpuAllocatorPolicy.Description,
+            CpuFp16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.Float16), 1),
+            CpuBf16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.BFloat16), 1),
             PowerShellVersion = (SessionState.PSVariable.GetValue("PSVersionTable") as System.Collections.Hashtable)?["PSVersion"]?.ToString() ?? "",
             OperatingSystem = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
         });

@@ -26,6 +26,12 @@ public sealed class DreamBoothEnvironment
     public string? EngineLoadContext { get; init; }
     /// <summary>The CPU memory policy applied on import (Linux: glibc mmap threshold and libtorch huge pages).</summary>
     public string? CpuAllocator { get; init; }
+    /// <summary>
+    /// How many times longer a small convolution takes on this CPU in fp16 / bf16 than in fp32 (measured once per session).
+    /// Above 8, libtorch runs that precision through slow fallback kernels here: use fp32 on this CPU.
+    /// </summary>
+    public double CpuFp16Slowdown { get; init; }
+    public double CpuBf16Slowdown { get; init; }
     public string PowerShellVersion { get; init; } = "";
     public string OperatingSystem { get; init; } = "";
 }

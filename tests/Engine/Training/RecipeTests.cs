@@ -234,6 +234,9 @@ public sealed class RecipeTests : IDisposable
         var o = Options("fp16", 3) with { MixedPrecision = "fp16" };
         var (_, warnings) = Train(o, (step, ps) => { if (step == 1) using (torch.no_grad()) ps[0].grad!.view(-1)[0] = float.PositiveInfinity; });
         Assert.Contains(warnings, w => w.Contains("Step 2") && w.Contains("overflow"));
+        // Before loading anything, the trainer says whether fp16 is slow on this CPU (fallback kernels), and only then.
+        bool slowHere = LowPrecisionOnCpu.Slowdown(ScalarType.Float16) > LowPrecisionOnCpu.SlowFactor;
+        Assert.Equal(slowHere, warnings.Any(w => w.Contains("-MixedPrecision fp16") && w.Contains("fallback")));
         var c1 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-1"));
         var c2 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-2"));
         var c3 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-3"));
