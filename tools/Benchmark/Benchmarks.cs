@@ -23,19 +23,21 @@ public static class Benchmarks
         if (name != "train-sd14") { Console.Error.WriteLine($"unknown benchmark '{name}'"); return 2; }
         // --no-prior: batch 1 without prior preservation, the configuration of the diffusers anchor (UNet batch 1).
         bool prior = !args.Contains("--no-prior");
+        // --selective: a memory profile with selective instead of whole-block checkpointing (to measure the trade).
+        bool selective = args.Contains("--selective");
         // --device cpu|cuda|cuda:N (default auto: cuda:0 where the CUDA backend finds a GPU, else cpu).
         int at = Array.IndexOf(args, "--device");
         string device = at >= 0 && at + 1 < args.Length ? args[at + 1] : "auto";
-        args = args.Where((a, i) => a != "--no-prior" && (at < 0 || (i != at && i != at + 1))).ToArray();
+        args = args.Where((a, i) => a != "--no-prior" && a != "--selective" && (at < 0 || (i != at && i != at + 1))).ToArray();
         string recipe = args.Length > 0 ? args[0] : "fp32";
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
-        return TrainSd14(repo, recipe, steps, work, prior, device);
+        return TrainSd14(repo, recipe, steps, work, prior, device, selective);
     }
 
     sealed class StopAfterSteps : Exception { }
 
-    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device)
+    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, bool selective)
     {
         var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         var (instances, classes) = EnsureImages(work);
@@ -53,7 +55,7 @@ public static class Benchmarks
             "checkpointing" => o with { GradientCheckpointing = true },
             "selective" => o with { SelectiveCheckpointing = true },
             "8bit" => o with { Use8BitAdam = true },
-            "16GB" or "12GB" or "8GB" => Apply(o, recipe),
+            "16GB" or "12GB" or "8GB" => selective ? Apply(o, recipe) with { GradientCheckpointing = false, SelectiveCheckpointing = true } : Apply(o, recipe),
             "bf16" => o with { MixedPrecision = "bf16" },
             "fp16" => o with { MixedPrecision = "fp16" },
             _ => throw new ArgumentException($"recipe must be one of {string.Join(", ", Recipes)}"),

@@ -14,6 +14,7 @@ public static class GradientClipping
     /// </summary>
     public static double ClipGradNorm(IEnumerable<Parameter> parameters, double maxNorm)
     {
+        using var scope = torch.NewDisposeScope();   // the handles p.grad returns keep their storage alive until disposed
         var grads = parameters.Select(p => p.grad).OfType<Tensor>().ToList();
         var (totalNorm, coefficient) = ClipCoefficient(grads, maxNorm);
         if (coefficient != 1f)
@@ -29,7 +30,12 @@ public static class GradientClipping
     /// a read-and-write pass over all gradients.
     /// </summary>
     public static (double TotalNorm, float Coefficient) ClipCoefficient(IEnumerable<Parameter> parameters, double maxNorm)
-        => ClipCoefficient(parameters.Select(p => p.grad).OfType<Tensor>().ToList(), maxNorm);
+    {
+        // Each p.grad is a new handle that keeps the gradient's storage alive until disposed: left to the finalizer,
+        // gradients released afterwards (-SetGradsToNone) would stay resident into the next backward (+3.4 GB on SD-1.4).
+        using var scope = torch.NewDisposeScope();
+        return ClipCoefficient(parameters.Select(p => p.grad).OfType<Tensor>().ToList(), maxNorm);
+    }
 
     static (double TotalNorm, float Coefficient) ClipCoefficient(List<Tensor> grads, double maxNorm)
     {
