@@ -29,7 +29,7 @@ public class DeviceMemoryMonitorTests
         int calls = 0;
         long? Next() { Interlocked.Increment(ref calls); lock (values) return values.Count > 0 ? values.Dequeue() : 200; }
         var monitor = new DeviceMemoryMonitor(Next, "fake", TimeSpan.FromMilliseconds(1));
-        Assert.Equal(100, monitor.PeakBytes);   // the first sample is taken at the start
+        Assert.InRange(monitor.PeakBytes ?? -1, 100, 700);   // a first sample is taken at the start (the thread may have taken more)
         SpinWait.SpinUntil(() => Volatile.Read(ref calls) >= 6, TimeSpan.FromSeconds(10));
         monitor.Dispose();
         Assert.Equal(700, monitor.PeakBytes);
@@ -142,7 +142,7 @@ public class NvmlBindingTests
     public void TheMonitorFollowsThisProcess()
     {
         var nvml = OpenStandIn();
-        using var monitor = DeviceMemoryMonitor.Start(new torch.Device(DeviceType.CUDA, 0), nvml, TimeSpan.FromMilliseconds(1));
+        using var monitor = DeviceMemoryMonitor.Start(new torch.Device(DeviceType.CUDA, 0), nvml, TimeSpan.FromHours(1));   // samples by hand only
         for (int i = 0; i < 8; i++) monitor.Sample();
         Assert.Equal("this process on the device (NVML)", monitor.Source);
         Assert.Equal((3L << 30) + (3L << 20), monitor.PeakBytes);
