@@ -13,6 +13,7 @@ namespace DreamBooth.Engine;
 internal sealed unsafe class Nvml
 {
     const int Success = 0;
+    const int ProcessCapacity = 256;   // processes listed per query
     const ulong ValueNotAvailable = ulong.MaxValue;   // NVML_VALUE_NOT_AVAILABLE: e.g. per-process memory under Windows WDDM
 
     [StructLayout(LayoutKind.Sequential)]
@@ -70,22 +71,21 @@ internal sealed unsafe class Nvml
         return null;
     }
 
-    bool TryHandle(int index, out Api api, out IntPtr device)
+    bool TryHandle(int index, out IntPtr device)
     {
-        api = _api;
         device = IntPtr.Zero;
         if (index < 0) return false;
         IntPtr h;
-        if (api.GetHandle((uint)index, &h) != Success) return false;
+        if (_api.GetHandle((uint)index, &h) != Success) return false;
         device = h;
         return true;
     }
 
     public string? DeviceName(int index)
     {
-        if (!TryHandle(index, out var api, out var device) || api.GetName == null) return null;
+        if (_api.GetName == null || !TryHandle(index, out var device)) return null;
         var buffer = stackalloc byte[96];
-        if (api.GetName(device, buffer, 96) != Success) return null;
+        if (_api.GetName(device, buffer, 96) != Success) return null;
         int length = 0;
         while (length < 96 && buffer[length] != 0) length++;
         return Encoding.ASCII.GetString(buffer, length);
@@ -94,9 +94,9 @@ internal sealed unsafe class Nvml
     /// <summary>Total and used memory of the whole device, in bytes.</summary>
     public (long Total, long Used)? DeviceMemory(int index)
     {
-        if (!TryHandle(index, out var api, out var device) || api.GetMemory == null) return null;
+        if (_api.GetMemory == null || !TryHandle(index, out var device)) return null;
         Memory m;
-        return api.GetMemory(device, &m) == Success ? ((long)m.Total, (long)m.Used) : null;
+        return _api.GetMemory(device, &m) == Success ? ((long)m.Total, (long)m.Used) : null;
     }
 
     /// <summary>
@@ -106,23 +106,29 @@ internal sealed unsafe class Nvml
     /// </summary>
     public long? ProcessMemory(int index, int pid)
     {
-        if (!TryHandle(index, out var api, out var device)) return null;
-        const int capacity = 256;
-        uint count = capacity;
-        if (api.GetProcesses != null)
+        if (!TryHandle(index, out var device)) return null;
+        uint count = (uint)ProcessCapacity;
+        if (_api.GetProcesses != null)
         {
-            var infos = stackalloc ProcessInfo[capacity];
-            if (api.GetProcesses(device, &count, infos) != Success) return null;   // incl. more than 256 processes
-            for (int i = 0; i < (int)Math.Min(count, capacity); i++)
-                if (infos[i].Pid == (uint)pid) return infos[i].UsedGpuMemory == ValueNotAvailable ? null : (long)infos[i].UsedGpuMemory;
-            return null;
+            var infos = stackalloc ProcessInfo[ProcessCapacity];
+            if (_api.GetProcesses(device, &count, infos) != Success) return null;   // incl. more than 256 processes
+            return UsedBy(pid, count, i => (infos[i].Pid, infos[i].UsedGpuMemory));
         }
-        if (api.GetProcessesV1 != null)
+        if (_api.GetProcessesV1 != null)
         {
-            var infos = stackalloc ProcessInfoV1[capacity];
-            if (api.GetProcessesV1(device, &count, infos) != Success) return null;
-            for (int i = 0; i < (int)Math.Min(count, capacity); i++)
-                if (infos[i].Pid == (uint)pid) return infos[i].UsedGpuMemory == ValueNotAvailable ? null : (long)infos[i].UsedGpuMemory;
+            var infos = stackalloc ProcessInfoV1[ProcessCapacity];
+            if (_api.GetProcessesV1(device, &count, infos) != Success) return null;
+            return UsedBy(pid, count, i => (infos[i].Pid, infos[i].UsedGpuMemory));
+        }
+        return null;
+    }
+
+    static long? UsedBy(int pid, uint count, Func<int, (uint Pid, ulong Used)> entry)
+    {
+        for (int i = 0; i < (int)Math.Min(count, (uint)ProcessCapacity); i++)
+        {
+            var (p, used) = entry(i);
+            if (p == (uint)pid) return used == ValueNotAvailable ? null : (long)used;
         }
         return null;
     }
