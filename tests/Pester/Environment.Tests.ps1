@@ -56,6 +56,9 @@ Describe 'Get-DreamBoothEnvironment' {
         $info.CpuFp16Slowdown | Should -BeGreaterThan 0
         $info.CpuBf16Slowdown | Should -BeGreaterThan 0
         ($info | Format-List | Out-String) | Should -Match 'CpuHalfPrecision\s*:\s*fp16 [\d.,]+x, bf16 [\d.,]+x'
+        $info.CpuFp16Emulated | Should -BeOfType [bool]
+        $info.CpuBf16Emulated | Should -BeOfType [bool]
+        if ($info.CpuBf16Emulated) { ($info | Format-List | Out-String) | Should -Match 'computed in fp32 arithmetic' }
     }
 
     It 'found the native library inside the module folder' {

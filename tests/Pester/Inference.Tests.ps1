@@ -75,11 +75,14 @@ Describe 'Invoke-DreamBoothInference' {
         Clear-DreamBoothModelCache -PassThru -Confirm:$false | Should -Be 0
     }
 
-    It 'warns before generating in bf16 on a CPU where bf16 runs on fallback kernels, and only there' {
-        $slow = (Get-DreamBoothEnvironment).CpuBf16Slowdown -gt 8
-        $image = Invoke-DreamBoothInference @common -Prompt 'a dog' -Seed 1 -Precision bf16 -NoCache -WarningVariable warnings -WarningAction SilentlyContinue
+    It 'generates in bf16 on the CPU: computed in fp32 arithmetic where the CPU has no bf16 instructions (said with -Verbose), warned about only where slow kernels would run' {
+        $env = Get-DreamBoothEnvironment
+        $slow = -not $env.CpuBf16Emulated -and $env.CpuBf16Slowdown -gt 8
+        $image = Invoke-DreamBoothInference @common -Prompt 'a dog' -Seed 1 -Precision bf16 -NoCache -WarningVariable warnings -WarningAction SilentlyContinue -Verbose 4>&1 |
+            Tee-Object -Variable stream | Where-Object { $_ -is [DreamBooth.DreamBoothImage] }
         $image | Should -HaveCount 1
         [bool]($warnings | Where-Object { "$_" -match '-Precision bf16 on this CPU runs .*fallback' }) | Should -Be $slow
+        [bool]($stream | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -match '-Precision bf16: .*compute in fp32' }) | Should -Be $env.CpuBf16Emulated
     }
 
     Context 'bad input' {

@@ -12,7 +12,7 @@
         BatchSize = 'Images generated together.'
         Scheduler = 'The sampler: a diffusers class name (DPMSolverMultistepScheduler, EulerDiscreteScheduler, ...) or a short name (dpm++2m, dpm++2m-karras, euler, euler-a, ddim, pndm, ...). Tab completion lists them. Default: the model''s scheduler.'
         Device = 'auto (CUDA when present, else CPU), cpu, cuda or cuda:N.'
-        Precision = 'auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16. fp16/bf16 on a CPU without AVX-512 or AMX run on slow fallback kernels; the cmdlet warns.'
+        Precision = 'auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16. On a CPU without fp16/bf16 instructions (AVX-512, AMX) the weights and activations stay in that precision while convolutions, Linear layers and attention compute in fp32 arithmetic and round back, at fp32 speed (-Verbose says so).'
         Force = 'Replace what is already there.'
         Path = 'A file-system path.'
         LoRA = 'LoRA files (pytorch_lora_weights.safetensors from diffusers or this module, or kohya/A1111 files; the layout is detected) or LoRA output folders.'
@@ -22,7 +22,7 @@
     Cmdlets = @{
         'Get-DreamBoothEnvironment' = @{
             Synopsis = 'Reports the engine: TorchSharp and libtorch versions, backend, devices (with name and memory of CUDA devices), threads, where the native libraries were loaded from, and how fast fp16/bf16 run on this CPU.'
-            Description = 'Use it to check an installation. The engine and its dependencies load in their own AssemblyLoadContext (EngineLoadContext), apart from other modules. CpuAllocator tells the CPU memory policy; CpuFp16Slowdown and CpuBf16Slowdown (list view: CpuHalfPrecision) how many times longer a small convolution takes in fp16/bf16 than in fp32 on this CPU, measured once per session: above 8, use fp32 here.'
+            Description = 'Use it to check an installation. The engine and its dependencies load in their own AssemblyLoadContext (EngineLoadContext), apart from other modules. CpuAllocator tells the CPU memory policy; CpuFp16Slowdown and CpuBf16Slowdown (list view: CpuHalfPrecision) how many times longer a small convolution takes in fp16/bf16 than in fp32 with libtorch''s kernels on this CPU, measured once per session; CpuFp16Emulated and CpuBf16Emulated say whether the engine computes that precision in fp32 arithmetic here instead (a CPU without the instructions for it), which keeps fp32 speed.'
             Examples = @(@{ Code = 'Get-DreamBoothEnvironment'; Remarks = 'Shows versions, devices and the native library path.' })
             Parameters = @{}
         }
@@ -98,7 +98,7 @@
                 OffsetNoise = 'Add offset noise (--offset_noise).'
                 SnrGamma = 'Min-SNR loss weighting gamma, e.g. 5 (--snr_gamma).'
                 OutputDirectory = 'Where checkpoints and the trained pipeline go (--output_dir). Must not hold checkpoints of another run.'
-                MixedPrecision = 'no, fp16 or bf16 (--mixed_precision). A GPU setting: on a CPU without AVX-512 or AMX, libtorch runs fp16/bf16 through fallback kernels many times slower than fp32, and the cmdlet warns before it starts (Get-DreamBoothEnvironment shows CpuHalfPrecision).'
+                MixedPrecision = 'no, fp16 or bf16 (--mixed_precision). A GPU setting above all. On a CPU without fp16/bf16 instructions (AVX-512, AMX) libtorch''s kernels for them are many times slower than fp32, so the engine computes convolutions, Linear layers and attention in fp32 arithmetic on the low-precision values and rounds back (-Verbose says so; Get-DreamBoothEnvironment shows CpuHalfPrecision): about fp32 speed, with the frozen VAE and text encoder held in the low precision.'
                 GradientCheckpointing = 'Recompute activations in the backward pass to save memory (--gradient_checkpointing): whole UNet resnets and transformer blocks, and text encoder layers when trained. Saves the most memory; costs about one more forward pass per step.'
                 SelectiveCheckpointing = 'Lighter checkpointing, on by itself or in place of whole blocks with -GradientCheckpointing: only the UNet''s norm + activation pairs and feed-forward GEGLUs are recomputed, convolution and attention outputs are kept. Saves part of the memory for a few percent of step time.'
                 Use8BitAdam = 'Keep AdamW state in 8 bits (--use_8bit_adam).'

@@ -63,11 +63,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         var k = SplitHeads(MixedPrecision.Forward(to_k, context), b);
         var v = SplitHeads(MixedPrecision.Forward(to_v, context), b);
 
-        var dtype = q.dtype;
-        bool upcast = upcastAttention && dtype is ScalarType.Float16 or ScalarType.BFloat16;
-        if (upcast) { q = q.to(ScalarType.Float32); k = k.to(ScalarType.Float32); v = v.to(ScalarType.Float32); }
-        var attn = nn.functional.scaled_dot_product_attention(q, k, v);
-        if (upcast) attn = attn.to(dtype);
+        var attn = MixedPrecision.ScaledDotProductAttention(q, k, v, upcast: upcastAttention);
 
         var output = attn.transpose(1, 2).reshape(b, -1, Heads * DimHead);
         output = to_out[1].forward(MixedPrecision.Forward(to_out[0], output));

@@ -9,7 +9,9 @@ namespace DreamBooth.Engine.Models;
 /// module calls through <see cref="Forward"/>: Linear and Conv2d cast input, weight and bias to the compute dtype
 /// (the casts are differentiable, so fp32 master weights get fp32 gradients), while GroupNorm/LayerNorm run on fp32 input as autocast's fp32 list does. Attention (SDPA) then runs on the low-precision
 /// q/k/v as autocast runs it; its softmax accumulates in fp32 inside the kernel. The loss is computed in fp32 by the
-/// caller. Outside a scope every helper is the plain module call. The scope is per thread (like autocast's state).
+/// caller. Outside a scope every helper is the plain module call, except that a Linear or Conv2d held in fp16/bf16 on a
+/// CPU without kernels for it computes in fp32 arithmetic (see <see cref="LowPrecisionOnCpu.Emulates"/>), as it does
+/// inside a scope. The scope is per thread (like autocast's state).
 /// </summary>
 public static class MixedPrecision
 {
@@ -45,8 +47,15 @@ public static class MixedPrecision
 
     static Tensor Compute(nn.Module<Tensor, Tensor> m, Tensor x)
     {
-        if (_compute is not ScalarType dt) return m.forward(x);
+        if (_compute is not ScalarType dt)
+        {
+            // A model held in fp16/bf16 (inference, frozen components) on a CPU without kernels for it.
+            var held = m switch { TorchSharp.Modules.Linear l => l.weight!.dtype, TorchSharp.Modules.Conv2d c => c.weight!.dtype, _ => ScalarType.Float32 };
+            return LowPrecisionOnCpu.Emulates(x.device, held) ? InFloat32(m, x, held) : m.forward(x);
+        }
         const ScalarType f32 = ScalarType.Float32;
+        if (m is TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d && LowPrecisionOnCpu.Emulates(x.device, dt))
+            return InFloat32(m, x, dt);
         return m switch
         {
             TorchSharp.Modules.Linear l => nn.functional.linear(x.to(dt), l.weight!.to(dt), l.bias?.to(dt)),
@@ -58,5 +67,45 @@ public static class MixedPrecision
             LayerNorm n => nn.functional.layer_norm(x.to(f32), n.normalized_shape, n.weight!.to(f32), n.bias?.to(f32), n.eps),
             _ => m.forward(x),
         };
+    }
+
+    /// <summary>
+    /// scaled_dot_product_attention on q/k/v as they come (fp16/bf16 under autocast or in a low-precision model),
+    /// computed in fp32 and rounded back when <paramref name="upcast"/> asks it (diffusers' upcast_attention) or the CPU
+    /// has no kernels for their dtype (<see cref="LowPrecisionOnCpu.Emulates"/>). A floating mask takes q's dtype first,
+    /// as autocast casts it.
+    /// </summary>
+    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, Tensor? mask = null, bool upcast = false)
+    {
+        var dtype = q.dtype;
+        if (mask is not null && mask.is_floating_point() && mask.dtype != dtype) mask = mask.to(dtype);
+        if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16) || !(upcast || LowPrecisionOnCpu.Emulates(q.device, dtype)))
+            return nn.functional.scaled_dot_product_attention(q, k, v, mask);
+        using var scope = torch.NewDisposeScope();
+        const ScalarType f32 = ScalarType.Float32;
+        var attn = nn.functional.scaled_dot_product_attention(q.to(f32), k.to(f32), v.to(f32), mask?.to(f32));
+        return attn.to(dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// A Linear or Conv2d in <paramref name="dt"/> computed with fp32 arithmetic, for CPUs without fp16/bf16 kernels
+    /// (<see cref="LowPrecisionOnCpu.Emulates"/>): the product accumulates in fp32 as the low-precision kernels do and
+    /// the result is rounded to <paramref name="dt"/>. Inputs and weights enter as they are: low-precision ones exactly,
+    /// fp32 ones (the trained master weights, a norm's fp32 output) without the rounding autocast's cast would give
+    /// them; backward keeps them as they are too (<see cref="Fp32ArithmeticLayer"/>), so this path needs less memory
+    /// than fp32 training.
+    /// </summary>
+    static Tensor InFloat32(nn.Module<Tensor, Tensor> m, Tensor x, ScalarType dt)
+    {
+        if (Fp32ArithmeticLayer.Handles(m)) return Fp32ArithmeticLayer.Apply(m, x, dt);
+        const ScalarType f32 = ScalarType.Float32;   // e.g. a grouped convolution: plain ops (backward keeps fp32 copies)
+        using var scope = torch.NewDisposeScope();
+        var y = m switch
+        {
+            TorchSharp.Modules.Linear l => nn.functional.linear(x.to(f32), l.weight!.to(f32), l.bias?.to(f32)),
+            TorchSharp.Modules.Conv2d c => nn.functional.conv2d(x.to(f32), c.weight!.to(f32), c.bias?.to(f32), c.stride, c.padding, c.dilation, c.groups),
+            _ => throw new ArgumentException($"No fp32 path for {m.GetType().Name}.", nameof(m)),
+        };
+        return y.to(dt).MoveToOuterDisposeScope();
     }
 }

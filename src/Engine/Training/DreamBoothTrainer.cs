@@ -127,6 +127,7 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.WithPriorPreservation) EnsureClassImages(cancellation);
 
         if (LowPrecisionOnCpu.Warning(_device, _frozenDType, "-MixedPrecision " + _o.MixedPrecision) is string slow) _events.Warning?.Invoke(slow);
+        if (LowPrecisionOnCpu.Notice(_device, _frozenDType, "-MixedPrecision " + _o.MixedPrecision) is string emulated) _events.Log?.Invoke(emulated);
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
         LoadModels(resume?.Path);
         _dataset = DreamBoothDataset.FromFolders(_o.InstanceDataDirectory, _o.WithPriorPreservation ? _o.ClassDataDirectory : null,
@@ -305,7 +306,8 @@ public sealed class DreamBoothTrainer : IDisposable
         string teDir = resumeCheckpoint is not null && _o.TrainTextEncoder && !_o.LoRA ? Path.Combine(resumeCheckpoint, "text_encoder")
             : _source.TextEncoderDirectory ?? layout.ComponentDirectory("text_encoder");
         _unet = UNet2DConditionModel.FromPretrained(unetDir, UnetDType, _device);
-        _textEncoder = ClipTextModel.FromPretrained(teDir, _o.TrainTextEncoder && !_o.LoRA ? ScalarType.Float32 : _frozenDType, _device);
+        _textEncoder = ClipTextModel.FromPretrained(teDir,
+            !_o.TrainTextEncoder ? _frozenDType : _o.LoRA ? FrozenUnderGradDType : ScalarType.Float32, _device);
         _vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), _frozenDType, _device);
         _schedulerConfig = SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
         _noiseScheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler", _schedulerConfig);
@@ -345,7 +347,14 @@ public sealed class DreamBoothTrainer : IDisposable
     }
 
     /// <summary>fp32 master weights when the UNet trains; the frozen dtype when only LoRA adapters do.</summary>
-    ScalarType UnetDType => _o.LoRA ? _frozenDType : ScalarType.Float32;
+    ScalarType UnetDType => _o.LoRA ? FrozenUnderGradDType : ScalarType.Float32;
+
+    /// <summary>
+    /// A frozen model that gradients flow through (the UNet or text encoder under LoRA) in the frozen dtype, except
+    /// where the CPU computes that dtype in fp32 (<see cref="LowPrecisionOnCpu.Emulates"/>): there backward would keep an
+    /// fp32 copy of every weight it multiplied by, more than holding the model in fp32.
+    /// </summary>
+    ScalarType FrozenUnderGradDType => LowPrecisionOnCpu.Emulates(_device, _frozenDType) ? ScalarType.Float32 : _frozenDType;
 
     IEnumerable<LoRANetwork> LoRANetworks() => new[] { _unetLora, _textEncoderLora }.OfType<LoRANetwork>();
 

@@ -18,7 +18,6 @@ namespace DreamBooth.Engine.Training;
 /// </summary>
 public static class GradientCheckpoint
 {
-    static Exception? s_pendingError;
 
     /// <summary>Runs <paramref name="fn"/> on <paramref name="inputs"/> with checkpointing when grad is enabled.</summary>
     public static Tensor[] Run(Func<Tensor[], Tensor[]> fn, params Tensor[] inputs)
@@ -60,35 +59,27 @@ public static class GradientCheckpoint
     }
 
     /// <summary>
-    /// Call after each <c>loss.backward()</c>: releases the gradient tensors handed back to libtorch and rethrows
-    /// (wrapped, original as InnerException) the first exception raised inside a checkpointed backward, if any.
+    /// Call after each <c>loss.backward()</c>: releases the gradient tensors the engine's custom backwards handed back
+    /// to libtorch and rethrows (wrapped, original as InnerException) the first exception raised inside one of them
+    /// (a checkpointed recompute, an fp32-arithmetic layer), if any (<see cref="AutogradCallbacks"/>).
     /// </summary>
     public static void ThrowPendingError()
     {
-        CheckpointFunction.ReleaseHandedBack();
-        var e = Interlocked.Exchange(ref s_pendingError, null);
+        AutogradCallbacks.ReleaseHandedBack();
+        var e = AutogradCallbacks.TakePending();
         if (e is not null)
-            throw new InvalidOperationException("Gradient checkpointing failed while recomputing a block during backward: " + e.Message, e);
+            throw new InvalidOperationException("Backward failed inside the engine's custom autograd (a checkpointed block's recompute or an fp32-arithmetic layer): " + e.Message, e);
     }
 
     /// <summary>True when a backward failure is waiting to be rethrown by <see cref="ThrowPendingError"/>.</summary>
-    public static bool HasPendingError => Volatile.Read(ref s_pendingError) is not null;
+    public static bool HasPendingError => AutogradCallbacks.HasPending;
 
-    internal static void StashError(Exception e) => Interlocked.CompareExchange(ref s_pendingError, e, null);
+    internal static void StashError(Exception e) => AutogradCallbacks.Stash(e);
 
     /// <summary>The custom autograd function. <c>Function&lt;T&gt;</c> is a singleton: all per-call data lives in ctx.</summary>
     sealed class CheckpointFunction : MultiTensorFunction<CheckpointFunction>
     {
         public override string Name => nameof(CheckpointFunction);
-
-        // Grad tensors returned to the engine by the last backward: libtorch copies them after our callback returns,
-        // so they can only be disposed later. Without this they pile up in the caller's step scope.
-        static readonly ConcurrentQueue<Tensor> s_handedBack = new();
-
-        public static void ReleaseHandedBack()
-        {
-            while (s_handedBack.TryDequeue(out var t)) t.Dispose();
-        }
 
         // vars: [fn, dummyCount, inputs..., dummies...]
         public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
@@ -114,7 +105,7 @@ public static class GradientCheckpoint
             var result = new List<Tensor>(2 + requiresGrad.Length + dummies) { null!, null! };   // fn, dummy count
             try
             {
-                ReleaseHandedBack();
+                AutogradCallbacks.ReleaseHandedBack();
                 var fn = (Func<Tensor[], Tensor[]>)ctx.get_data("fn");
                 using var scope = torch.NewDisposeScope();
                 scope.Attach(gradOutputs);
@@ -130,7 +121,7 @@ public static class GradientCheckpoint
                 foreach (var x in detached)
                 {
                     var g = x.requires_grad ? x.grad : null;
-                    if (g is not null) { scope.Detach(g); s_handedBack.Enqueue(g); }
+                    if (g is not null) { scope.Detach(g); AutogradCallbacks.HandBack(g); }
                     result.Add(g!);
                 }
             }

@@ -40,6 +40,8 @@ public sealed class GetDreamBoothEnvironmentCommand : DreamBoothCmdlet
             CpuAllocator = DreamBooth.Engine.CpuAllocatorPolicy.Description,
             CpuFp16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.Float16), 1),
             CpuBf16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.BFloat16), 1),
+            CpuFp16Emulated = LowPrecisionOnCpu.Emulates(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float16),
+            CpuBf16Emulated = LowPrecisionOnCpu.Emulates(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.BFloat16),
             PowerShellVersion = (SessionState.PSVariable.GetValue("PSVersionTable") as System.Collections.Hashtable)?["PSVersion"]?.ToString() ?? "",
             OperatingSystem = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
         });

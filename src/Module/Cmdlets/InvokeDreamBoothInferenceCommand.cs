@@ -128,6 +128,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
             var device = DeviceSelection.Parse(Device);
             var dtype = DeviceSelection.ParsePrecision(Precision, device);
             if (LowPrecisionOnCpu.Warning(device, dtype, "-Precision " + Precision) is string slow) ch.Warning(slow);
+            if (LowPrecisionOnCpu.Notice(device, dtype, "-Precision " + Precision) is string emulated) ch.Verbose(emulated);
             ch.Progress(new ProgressRecord(1, "Generating images", $"Loading {source.Path}"));
             using var lease = PipelineCache.Acquire(source, dtype, device, useCache: !NoCache);
             // Adapters hook onto the (possibly cached) pipeline for this call only and come off in Dispose.

@@ -88,6 +88,7 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
             var device = DeviceSelection.Parse(Device);
             var dtype = DeviceSelection.ParsePrecision(Precision, device);
             if (LowPrecisionOnCpu.Warning(device, dtype, "-Precision " + Precision) is string slow) ch.Warning(slow);
+            if (LowPrecisionOnCpu.Notice(device, dtype, "-Precision " + Precision) is string emulated) ch.Verbose(emulated);
             ch.Progress(new ProgressRecord(2, "Generating class images", message));
             using var lease = PipelineCache.Acquire(source, dtype, device);
             var progress = new InlineProgress<DenoiseProgress>(p => ch.Progress(new ProgressRecord(2, "Generating class images",

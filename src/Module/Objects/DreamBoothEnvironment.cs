@@ -27,11 +27,18 @@ public sealed class DreamBoothEnvironment
     /// <summary>The CPU memory policy applied on import (Linux: glibc mmap threshold and libtorch huge pages).</summary>
     public string? CpuAllocator { get; init; }
     /// <summary>
-    /// How many times longer a small convolution takes on this CPU in fp16 / bf16 than in fp32 (measured once per session).
-    /// Above 8, libtorch runs that precision through slow fallback kernels here: use fp32 on this CPU.
+    /// How many times longer a small convolution takes on this CPU in fp16 / bf16 than in fp32 with libtorch's own
+    /// kernels (measured once per session). Above 8 those are slow fallback kernels.
     /// </summary>
     public double CpuFp16Slowdown { get; init; }
     public double CpuBf16Slowdown { get; init; }
+    /// <summary>
+    /// True where this CPU lacks the fp16 / bf16 instructions libtorch's fast kernels need, so the engine computes
+    /// convolutions, Linear layers and attention in that precision with fp32 arithmetic (fp32 speed, low-precision
+    /// results) instead of running the slow kernels.
+    /// </summary>
+    public bool CpuFp16Emulated { get; init; }
+    public bool CpuBf16Emulated { get; init; }
     public string PowerShellVersion { get; init; } = "";
     public string OperatingSystem { get; init; } = "";
 }

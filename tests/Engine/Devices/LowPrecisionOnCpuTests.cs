@@ -8,9 +8,10 @@ namespace DreamBooth.Engine.Tests.Devices;
 public class LowPrecisionOnCpuTests
 {
     [Fact]
-    public void WarnsOnlyForLowPrecisionOnASlowCpu()
+    public void WarnsOnlyForLowPrecisionOnASlowCpuThatDoesNotEmulate()
     {
         Func<ScalarType, double> slow = _ => 400, fast = _ => 1.3;
+        using var native = LowPrecisionOnCpu.OverrideEmulation(false);   // a CPU that runs its own slow kernels
         var message = LowPrecisionOnCpu.Warning(torch.CPU, ScalarType.BFloat16, "-MixedPrecision bf16", slow);
         Assert.NotNull(message);
         Assert.Contains("-MixedPrecision bf16", message);

@@ -64,7 +64,7 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
         using (var scope = torch.NewDisposeScope())
         {
             var h = encoder.forward(ChannelsLast.Applies(image) ? ChannelsLast.Convert(image) : image);
-            if (quant_conv is not null) h = quant_conv.forward(h);
+            if (quant_conv is not null) h = MixedPrecision.Forward(quant_conv, h);
             moments = h.contiguous().MoveToOuterDisposeScope();
         }
         using (moments) return new DiagonalGaussianDistribution(moments);
@@ -74,7 +74,7 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     public Tensor Decode(Tensor z)
     {
         using var scope = torch.NewDisposeScope();
-        var x = post_quant_conv is null ? z : post_quant_conv.forward(z);
+        var x = post_quant_conv is null ? z : MixedPrecision.Forward(post_quant_conv, z);
         if (ChannelsLast.Applies(x)) x = ChannelsLast.Convert(x);
         return decoder.forward(x).contiguous().MoveToOuterDisposeScope();
     }

@@ -38,10 +38,10 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor z)
     {
         using var scope = torch.NewDisposeScope();
-        var x = conv_in.forward(z);
+        var x = MixedPrecision.Forward(conv_in, z);
         x = mid_block.forward(x, null);
         foreach (var b in up_blocks) x = b.forward(x);
-        x = conv_out.forward(conv_act.forward(conv_norm_out.forward(x)));
+        x = MixedPrecision.Forward(conv_out, conv_act.forward(conv_norm_out.forward(x)));
         return x.MoveToOuterDisposeScope();
     }
 }

@@ -37,10 +37,10 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor sample)
     {
         using var scope = torch.NewDisposeScope();
-        var x = conv_in.forward(sample);
+        var x = MixedPrecision.Forward(conv_in, sample);
         foreach (var b in down_blocks) x = b.forward(x);
         x = mid_block.forward(x, null);
-        x = conv_out.forward(conv_act.forward(conv_norm_out.forward(x)));
+        x = MixedPrecision.Forward(conv_out, conv_act.forward(conv_norm_out.forward(x)));
         return x.MoveToOuterDisposeScope();
     }
 }

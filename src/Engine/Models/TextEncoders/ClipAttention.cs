@@ -46,9 +46,8 @@ public sealed class ClipAttention : nn.Module<Tensor, Tensor?, Tensor>
         var k = Heads(MixedPrecision.Forward(k_proj, hiddenStates));
         var v = Heads(MixedPrecision.Forward(v_proj, hiddenStates));
         // TorchSharp's SDPA has no scale argument; its default 1/sqrt(head_dim) is CLIP's scale.
-        // Autocast casts SDPA's floating inputs, the additive mask included, to the compute dtype.
-        if (attentionMask is not null && attentionMask.dtype != q.dtype) attentionMask = attentionMask.to(q.dtype);
-        var attn = nn.functional.scaled_dot_product_attention(q, k, v, attentionMask);
+        // Autocast casts SDPA's floating inputs, the additive mask included, to the compute dtype (done inside).
+        var attn = MixedPrecision.ScaledDotProductAttention(q, k, v, attentionMask);
         attn = attn.transpose(1, 2).reshape(b, s, numHeads * headDim);
         return MixedPrecision.Forward(out_proj, attn).MoveToOuterDisposeScope();
     }
