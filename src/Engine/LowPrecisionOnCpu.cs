@@ -57,9 +57,19 @@ public static class LowPrecisionOnCpu
     /// (F, BW, VL, DQ: "avx512_core"), fp16 AVX-512-FP16; AVX-NE-CONVERT with AVX-VNNI-INT8 ("avx2_vnni_2") serves both.
     /// Other architectures are assumed to have them (ARM's bf16/fp16 paths are not emulated here).
     /// </summary>
-    public static bool HasFastKernels(ScalarType dtype)
+    public static bool HasFastKernels(ScalarType dtype) => dtype switch
     {
-        if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16)) return true;
+        ScalarType.BFloat16 => s_fastBf16.Value,
+        ScalarType.Float16 => s_fastFp16.Value,
+        _ => true,
+    };
+
+    // CPUID traps to the hypervisor on virtual machines: ask once, not on every layer call.
+    static readonly Lazy<bool> s_fastBf16 = new(() => ProbeInstructionSets(ScalarType.BFloat16));
+    static readonly Lazy<bool> s_fastFp16 = new(() => ProbeInstructionSets(ScalarType.Float16));
+
+    static bool ProbeInstructionSets(ScalarType dtype)
+    {
         if (!X86Base.IsSupported) return true;
         if (X86Base.CpuId(0, 0).Eax < 7) return false;   // no leaf 7: no AVX-512 either
         bool avx512Core = Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported;

@@ -32,7 +32,51 @@ public static class Benchmarks
         string recipe = args.Length > 0 ? args[0] : "fp32";
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
+        if (recipe == "all" || recipe.Contains(','))
+            return RunEach(recipe == "all" ? IssueRecipes : recipe.Split(','), steps, work, prior, device, selective);
         return TrainSd14(repo, recipe, steps, work, prior, device, selective);
+    }
+
+    /// <summary>The recipes the benchmark table must cover: plain fp32 AdamW, checkpointing, 8-bit Adam, the 12 GB recipe, bf16.</summary>
+    public static readonly string[] IssueRecipes = { "fp32", "checkpointing", "8bit", "12GB", "bf16" };
+
+    const string SummaryPrefix = "summary\t";
+
+    /// <summary>
+    /// train-sd14 all|R1,R2,… : each recipe in a child process of its own (so that its peak RSS is its own), one after
+    /// another, then one table of them all.
+    /// </summary>
+    static int RunEach(string[] recipes, int steps, string work, bool prior, string device, bool selective)
+    {
+        var unknown = recipes.Where(r => !Recipes.Contains(r)).ToArray();
+        if (unknown.Length > 0) { Console.Error.WriteLine($"unknown recipe(s) {string.Join(", ", unknown)}; recipes: {string.Join(", ", Recipes)}"); return 2; }
+        var rows = new List<string[]>();
+        foreach (var recipe in recipes)
+        {
+            var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
+            // Under "dotnet DreamBooth.Benchmark.dll" the host is dotnet and the first argument the assembly.
+            if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(typeof(Benchmarks).Assembly.Location);
+            foreach (var a in new[] { "train-sd14", recipe, steps.ToString(), work }) start.ArgumentList.Add(a);
+            if (!prior) start.ArgumentList.Add("--no-prior");
+            if (selective) start.ArgumentList.Add("--selective");
+            start.ArgumentList.Add("--device"); start.ArgumentList.Add(device);
+            Console.WriteLine($"== {recipe}");
+            using var child = Process.Start(start)!;
+            string? summary = null;
+            for (string? line; (line = child.StandardOutput.ReadLine()) is not null;)
+            {
+                if (line.StartsWith(SummaryPrefix)) summary = line[SummaryPrefix.Length..];
+                else Console.WriteLine("   " + line);
+            }
+            child.WaitForExit();
+            rows.Add(summary is null ? new[] { recipe, $"failed (exit code {child.ExitCode})", "", "", "", "", "" } : summary.Split('\t'));
+        }
+        Console.WriteLine();
+        Console.WriteLine($"train-sd14, SD-1.4 shape, 512 px, batch 1{(prior ? " + prior (UNet batch 2)" : ", no prior")}, {steps} steps per recipe, each in its own process; s/step: median of the steps after the first");
+        Console.WriteLine("| recipe | s/step wall | CPU s/step | peak RSS GB | peak device memory | optimizer state | loss at step 2 |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        foreach (var r in rows) Console.WriteLine("| " + string.Join(" | ", r) + " |");
+        return rows.Any(r => r.Length < 7 || r[1].StartsWith("failed")) ? 1 : 0;
     }
 
     sealed class StopAfterSteps : Exception { }
@@ -65,6 +109,7 @@ public static class Benchmarks
         var clock = Stopwatch.StartNew();
         var cpu = new List<double>();
         string stateLine = "";
+        var losses = new List<double>();
         var events = new TrainingEvents
         {
             Log = line =>
@@ -79,6 +124,7 @@ public static class Benchmarks
                 if (p.Phase != "training") return;
                 marks.Add(clock.Elapsed.TotalSeconds);
                 cpu.Add(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds);
+                losses.Add(p.Loss ?? double.NaN);
                 Console.WriteLine($"  step {p.Step}: {marks[^1] - marks[^2]:F1} s wall, {cpu[^1] - cpu[^2]:F1} s CPU, loss {p.Loss:F4}, peak RSS {Program.PeakRssGB():F2} GB, {Program.MinorFaults() / 1e6:F2} M minor faults so far");
                 if (p.Step >= steps) throw new StopAfterSteps();   // no final save: only steps are measured
             },
@@ -106,6 +152,10 @@ public static class Benchmarks
         Console.WriteLine("| recipe, steps | s/step wall (median) | CPU s/step | steps measured |");
         Console.WriteLine(Row(skip == 0 ? "step 1 (warm-up)" : "first epoch, steps 2-" + Math.Min(epochSteps, wallSteps.Count) + " (each encodes its images)", skip, Math.Min(epochSteps, wallSteps.Count)));
         Console.WriteLine(Row($"later epochs, steps {epochSteps + 1}-{wallSteps.Count} (latents reused)", epochSteps, wallSteps.Count));
+        string devicePeak = deviceMemory.PeakBytes is long bytes ? $"{bytes / 1073741824.0:F2} GB" : deviceMemory.Source;
+        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : ""),
+            $"{Median(wallSteps.Skip(skip)):F1}", $"{Median(cpuSteps.Skip(skip)):F1}", $"{Program.PeakRssGB():F2}", devicePeak,
+            stateLine.Replace("Optimizer state: ", ""), losses.Count > 1 ? $"{losses[1]:F4}" : "n/a"));
         Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}");
         return 0;
     }
