@@ -41,13 +41,15 @@ public sealed class RecipeTests : IDisposable
     };
 
     /// <summary>Runs the trainer; returns each step's gradients (cloned, by parameter order) and the warnings.</summary>
-    static (List<Tensor[]> Grads, List<string> Warnings) Train(DreamBoothOptions o, Action<int, IReadOnlyList<Parameter>>? inject = null)
+    static (List<Tensor[]> Grads, List<string> Warnings) Train(DreamBoothOptions o, Action<int, IReadOnlyList<Parameter>>? inject = null,
+        List<string>? log = null)
     {
         var grads = new List<Tensor[]>();
         var warnings = new List<string>();
         var events = new TrainingEvents
         {
             Warning = warnings.Add,
+            Log = line => log?.Add(line),
             AfterBackward = (step, ps) =>
             {
                 grads.Add(ps.Select(p => p.grad is null ? torch.zeros(1) : p.grad.detach().clone().DetachFromDisposeScope()).ToArray());
@@ -238,13 +240,16 @@ public sealed class RecipeTests : IDisposable
     public void Fp16LossScaling_SkipsInjectedInfStep_HalvesScale_AndRecovers()
     {
         var o = Options("fp16", 3) with { MixedPrecision = "fp16" };
-        var (_, warnings) = Train(o, (step, ps) => { if (step == 1) using (torch.no_grad()) ps[0].grad!.view(-1)[0] = float.PositiveInfinity; });
+        var log = new List<string>();
+        var (_, warnings) = Train(o, (step, ps) => { if (step == 1) using (torch.no_grad()) ps[0].grad!.view(-1)[0] = float.PositiveInfinity; }, log);
         Assert.Contains(warnings, w => w.Contains("Step 2") && w.Contains("overflow"));
         // Before loading anything, the trainer warns when fp16 runs libtorch's slow fallback kernels on this CPU (a CPU
         // without fp16 instructions computes it in fp32 arithmetic instead, and there is nothing to warn about).
         bool slowHere = !LowPrecisionOnCpu.Emulates(torch.CPU, ScalarType.Float16)
             && LowPrecisionOnCpu.Slowdown(ScalarType.Float16) > LowPrecisionOnCpu.SlowFactor;
         Assert.Equal(slowHere, warnings.Any(w => w.Contains("-MixedPrecision fp16") && w.Contains("fallback")));
+        // Where the CPU has no fp16 instructions, the log says the layers compute in fp32 arithmetic (and only there).
+        Assert.Equal(LowPrecisionOnCpu.Emulates(torch.CPU, ScalarType.Float16), log.Any(l => l.StartsWith("-MixedPrecision fp16:") && l.Contains("fp32 arithmetic")));
         var c1 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-1"));
         var c2 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-2"));
         var c3 = Unet(Path.Combine(o.OutputDirectory, "checkpoint-3"));
