@@ -53,11 +53,16 @@ public sealed class LoRALayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        var input = x.dtype == Down.dtype ? x : x.to(Down.dtype);
+        // An adapter held in fp16/bf16 (inference on a low-precision pipeline) on a CPU without kernels for it computes
+        // in fp32 arithmetic and rounds once, like the layers it adapts (LowPrecisionOnCpu.Emulates).
+        var dtype = LowPrecisionOnCpu.Emulates(x.device, Down.dtype) ? ScalarType.Float32 : Down.dtype;
+        var input = x.dtype == dtype ? x : x.to(dtype);
+        var (down, up) = dtype == Down.dtype ? ((Tensor)Down, (Tensor)Up) : (Down.to(dtype), Up.to(dtype));
         var delta = IsConv1x1
-            ? nn.functional.conv2d(nn.functional.conv2d(input, Down.view(Down.shape[0], Down.shape[1], 1, 1)), Up.view(Up.shape[0], Up.shape[1], 1, 1))
-            : lora_B.forward(lora_A.forward(input));
+            ? nn.functional.conv2d(nn.functional.conv2d(input, down.view(down.shape[0], down.shape[1], 1, 1)), up.view(up.shape[0], up.shape[1], 1, 1))
+            : nn.functional.linear(nn.functional.linear(input, down), up);
         if (Scale != 1.0) delta = delta * Scale;
+        if (delta.dtype != Down.dtype) delta = delta.to(Down.dtype);
         return delta.MoveToOuterDisposeScope();
     }
 

@@ -230,6 +230,25 @@ public class LowPrecisionEmulationTests(ITestOutputHelper log)
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void LoRAAdapterHeldInBf16_IsTheFp32ResultCorrectlyRounded(bool conv1x1)
+    {
+        const ScalarType dt = ScalarType.BFloat16, f32 = ScalarType.Float32;
+        using var scope = torch.NewDisposeScope();
+        var g = new Generator(8);
+        var lora = new DreamBooth.Engine.Lora.LoRALayer(32, 24, 4, 8, f32, torch.CPU) { IsConv1x1 = conv1x1 };
+        using (torch.no_grad()) { lora.Down.copy_(torch.randn(lora.Down.shape, generator: g) * 0.2); lora.Up.copy_(torch.randn(lora.Up.shape, generator: g) * 0.2); }
+        var reference = new DreamBooth.Engine.Lora.LoRALayer(32, 24, 4, 8, f32, torch.CPU) { IsConv1x1 = conv1x1 };
+        lora.to(dt);
+        using (torch.no_grad()) { reference.Down.copy_(lora.Down.to(f32)); reference.Up.copy_(lora.Up.to(f32)); }
+        var x = (conv1x1 ? torch.randn(new long[] { 2, 32, 5, 5 }, generator: g) : torch.randn(new long[] { 2, 9, 32 }, generator: g)).to(dt);
+        using var _ = torch.no_grad();
+        var (emulated, native, fp32) = Three(() => lora.forward(x), () => reference.forward(x.to(f32)));
+        AssertCorrectlyRounded(emulated, native, fp32, dt, conv1x1 ? "LoRA on a 1x1 conv" : "LoRA on a Linear");
+    }
+
     [Fact]
     public void TinyVaeHeldInBf16_DecodesToBf16Accuracy()
     {
