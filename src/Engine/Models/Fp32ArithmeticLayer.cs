@@ -12,11 +12,15 @@ namespace DreamBooth.Engine.Models;
 /// when it runs. Composed of plain ops instead, backward would keep an fp32 copy of every low-precision input, more
 /// memory than fp32 training. Gradients are computed in fp32 and handed back in each input's dtype: the input's by
 /// the transposed product (conv_transpose2d for a convolution), the weight's by input × output gradient (an unfold
-/// for a convolution), the bias's by a sum.
+/// for a convolution), the bias's by a sum. Inputs and weights enter as they are: low-precision ones exactly, fp32
+/// ones (the trained master weights, a norm's fp32 output) without the rounding autocast's cast would give them.
 /// </summary>
 internal static class Fp32ArithmeticLayer
 {
-    /// <summary>Whether <see cref="Apply"/> handles this module (grouped or padding-mode convolutions do not occur in SD).</summary>
+    /// <summary>
+    /// Whether <see cref="Apply"/> handles this module: a Linear or an ungrouped, zero-padded Conv2d (others, absent from
+    /// SD models, keep libtorch's own low-precision kernels).
+    /// </summary>
     public static bool Handles(nn.Module<Tensor, Tensor> m)
         => m is Linear || m is Conv2d { groups: 1, padding_mode: PaddingModes.Zeros, padding_type: null };
 
@@ -31,18 +35,22 @@ internal static class Fp32ArithmeticLayer
         };
         var geometry = m is Conv2d conv ? new ConvGeometry(conv.stride, conv.padding!, conv.dilation) : null;
         if (!torch.is_grad_enabled() || !(x.requires_grad || w.requires_grad || (b?.requires_grad ?? false)))
-        {
-            using var scope = torch.NewDisposeScope();
-            return Forward(geometry, x.to(ScalarType.Float32), w.to(ScalarType.Float32), b?.to(ScalarType.Float32)).to(dt).MoveToOuterDisposeScope();
-        }
+            return Rounded(geometry, dt, x, w, b);
         object[] args = b is null ? [geometry!, dt, x, w] : [geometry!, dt, x, w, b];
         return Function.apply(args)[0];
     }
 
     sealed record ConvGeometry(long[] Stride, long[] Padding, long[] Dilation);
 
-    static Tensor Forward(ConvGeometry? g, Tensor x, Tensor w, Tensor? b)
-        => g is null ? nn.functional.linear(x, w, b) : nn.functional.conv2d(x, w, b, g.Stride, g.Padding, g.Dilation);
+    /// <summary>The layer on fp32 copies of its operands, the result rounded to <paramref name="dt"/>.</summary>
+    static Tensor Rounded(ConvGeometry? g, ScalarType dt, Tensor x, Tensor w, Tensor? b)
+    {
+        using var scope = torch.NewDisposeScope();
+        const ScalarType f32 = ScalarType.Float32;
+        var (x32, w32, b32) = (x.to(f32), w.to(f32), b?.to(f32));
+        var y = g is null ? nn.functional.linear(x32, w32, b32) : nn.functional.conv2d(x32, w32, b32, g.Stride, g.Padding, g.Dilation);
+        return y.to(dt).MoveToOuterDisposeScope();
+    }
 
     sealed class Function : MultiTensorFunction<Function>
     {
@@ -60,9 +68,7 @@ internal static class Fp32ArithmeticLayer
             ctx.save_data("needs", new[] { x.requires_grad, w.requires_grad, b?.requires_grad ?? false });
             ctx.save_data("bias", b is null ? null! : (object)b.dtype);
             ctx.save_for_backward([x, w]);
-            using var scope = torch.NewDisposeScope();
-            var y = Forward(geometry, x.to(ScalarType.Float32), w.to(ScalarType.Float32), b?.to(ScalarType.Float32)).to(dt);
-            return [y.MoveToOuterDisposeScope()];
+            return [Rounded(geometry, dt, x, w, b)];
         }
 
         public override List<Tensor> backward(AutogradContext ctx, List<Tensor> gradOutputs)

@@ -51,11 +51,11 @@ public static class MixedPrecision
         {
             // A model held in fp16/bf16 (inference, frozen components) on a CPU without kernels for it.
             var held = m switch { TorchSharp.Modules.Linear l => l.weight!.dtype, TorchSharp.Modules.Conv2d c => c.weight!.dtype, _ => ScalarType.Float32 };
-            return LowPrecisionOnCpu.Emulates(x.device, held) ? InFloat32(m, x, held) : m.forward(x);
+            return Fp32ArithmeticLayer.Handles(m) && LowPrecisionOnCpu.Emulates(x.device, held) ? Fp32ArithmeticLayer.Apply(m, x, held) : m.forward(x);
         }
         const ScalarType f32 = ScalarType.Float32;
-        if (m is TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d && LowPrecisionOnCpu.Emulates(x.device, dt))
-            return InFloat32(m, x, dt);
+        if (Fp32ArithmeticLayer.Handles(m) && LowPrecisionOnCpu.Emulates(x.device, dt))
+            return Fp32ArithmeticLayer.Apply(m, x, dt);   // fp32 arithmetic, result rounded to dt
         return m switch
         {
             TorchSharp.Modules.Linear l => nn.functional.linear(x.to(dt), l.weight!.to(dt), l.bias?.to(dt)),
@@ -85,27 +85,5 @@ public static class MixedPrecision
         const ScalarType f32 = ScalarType.Float32;
         var attn = nn.functional.scaled_dot_product_attention(q.to(f32), k.to(f32), v.to(f32), mask?.to(f32));
         return attn.to(dtype).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// A Linear or Conv2d in <paramref name="dt"/> computed with fp32 arithmetic, for CPUs without fp16/bf16 kernels
-    /// (<see cref="LowPrecisionOnCpu.Emulates"/>): the product accumulates in fp32 as the low-precision kernels do and
-    /// the result is rounded to <paramref name="dt"/>. Inputs and weights enter as they are: low-precision ones exactly,
-    /// fp32 ones (the trained master weights, a norm's fp32 output) without the rounding autocast's cast would give
-    /// them; backward keeps them as they are too (<see cref="Fp32ArithmeticLayer"/>), so this path needs less memory
-    /// than fp32 training.
-    /// </summary>
-    static Tensor InFloat32(nn.Module<Tensor, Tensor> m, Tensor x, ScalarType dt)
-    {
-        if (Fp32ArithmeticLayer.Handles(m)) return Fp32ArithmeticLayer.Apply(m, x, dt);
-        const ScalarType f32 = ScalarType.Float32;   // e.g. a grouped convolution: plain ops (backward keeps fp32 copies)
-        using var scope = torch.NewDisposeScope();
-        var y = m switch
-        {
-            TorchSharp.Modules.Linear l => nn.functional.linear(x.to(f32), l.weight!.to(f32), l.bias?.to(f32)),
-            TorchSharp.Modules.Conv2d c => nn.functional.conv2d(x.to(f32), c.weight!.to(f32), c.bias?.to(f32), c.stride, c.padding, c.dilation, c.groups),
-            _ => throw new ArgumentException($"No fp32 path for {m.GetType().Name}.", nameof(m)),
-        };
-        return y.to(dt).MoveToOuterDisposeScope();
     }
 }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using DreamBooth.Engine.Models;
 using TorchSharp;
 using static TorchSharp.torch;
