@@ -53,11 +53,19 @@ if ($Test) {
         '--logger', 'trx;LogFileName=engine.trx', '--logger', 'console;verbosity=normal', '--results-directory', $results)
     if ($filter) { $testArgs += @('--filter', $filter) }
     & dotnet @testArgs
-    $xunitPassed = 0; $xunitFailed = 0
+    $xunitPassed = 0; $xunitFailed = 0; $failures = @()
     $trx = Join-Path $results 'engine.trx'
     if (Test-Path $trx) {
         $c = ([xml](Get-Content -Raw $trx)).TestRun.ResultSummary.Counters
         $xunitPassed = [int]$c.passed; $xunitFailed = [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted
+        # Named again at the end, so that a log's tail (all some CI systems keep) says what failed and why.
+        $ns = @{ t = 'http://microsoft.com/schemas/VisualStudio/TeamTest/2010' }
+        $failures = @(Select-Xml -Path $trx -Namespace $ns -XPath '//t:UnitTestResult[@outcome!="Passed" and @outcome!="NotExecuted"]' |
+            ForEach-Object {
+                $message = $_.Node.Output.ErrorInfo.Message
+                $frame = ($_.Node.Output.ErrorInfo.StackTrace -split "`n" | Where-Object { $_ -match ':line \d+' } | Select-Object -First 1)
+                "xunit: $($_.Node.testName)`n    $(($message -split "`n" | Select-Object -First 6) -join "`n    ")`n    $("$frame".Trim())"
+            })
     } else { $xunitFailed = 1; Write-Warning 'xunit produced no result file.' }
     Write-Host "xunit: $xunitPassed passed, $xunitFailed failed"
 
@@ -72,9 +80,11 @@ if ($Test) {
     if (Test-Path $summary) {
         $s = Get-Content -Raw $summary | ConvertFrom-Json
         $pesterPassed = [int]$s.Passed; $pesterFailed = [int]$s.Failed
+        $failures += @($s.Failures | ForEach-Object { "pester: $_" })
     } else { $pesterFailed = 1; Write-Warning 'Pester produced no summary.' }
 
     $passed = $xunitPassed + $pesterPassed; $failed = $xunitFailed + $pesterFailed
+    if ($failures) { Write-Host "Failed:"; $failures | ForEach-Object { Write-Host "  $_" } }
     Write-Host ("Tests finished in {0:N0} s" -f $sw.Elapsed.TotalSeconds)
     Write-Host "$passed passed, $failed failed"
     exit ([int]($failed -gt 0))

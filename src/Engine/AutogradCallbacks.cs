@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using static TorchSharp.torch;
 
 namespace DreamBooth.Engine;
@@ -8,26 +7,67 @@ namespace DreamBooth.Engine;
 /// running inside libtorch's backward: an exception there would unwind through a native callback and kill the process,
 /// so it is stashed and rethrown after <c>backward()</c>; and the gradient tensors a backward hands to libtorch are
 /// copied by it only after the callback returns, so they are disposed later, here.
+/// <para>One instance per thread that runs forwards (<see cref="Current"/>): a function captures it in its forward, so
+/// its backward reports to that thread wherever libtorch runs the callback (the calling thread on the CPU, a device
+/// thread on CUDA). Two trainings in one process (two runspaces, parallel tests) then never free each other's handed-back
+/// gradients or take each other's exceptions.</para>
 /// <c>Training.GradientCheckpoint.ThrowPendingError</c> is the call after each <c>loss.backward()</c>.
 /// </summary>
-internal static class AutogradCallbacks
+internal sealed class AutogradCallbacks
 {
-    static Exception? s_pendingError;
-    static readonly ConcurrentQueue<Tensor> s_handedBack = new();
+    [ThreadStatic] static AutogradCallbacks? t_current;
 
-    /// <summary>Keeps a gradient handed to libtorch until the next <see cref="ReleaseHandedBack"/>.</summary>
-    public static void HandBack(Tensor gradient) => s_handedBack.Enqueue(gradient);
+    /// <summary>
+    /// The calling thread's instance; inside a backward callback, the instance of the forward's thread (<see cref="Enter"/>),
+    /// so a checkpoint's recompute reports where its outer forward does.
+    /// </summary>
+    public static AutogradCallbacks Current => t_current ??= new AutogradCallbacks();
 
-    public static void ReleaseHandedBack()
+    readonly object _gate = new();
+    readonly List<(int Thread, Tensor Gradient)> _handedBack = new();
+    Exception? _pending;
+
+    /// <summary>Makes this the <see cref="Current"/> instance of the calling thread until disposed (for a backward callback).</summary>
+    public IDisposable Enter()
     {
-        while (s_handedBack.TryDequeue(out var t)) t.Dispose();
+        var previous = t_current;
+        t_current = this;
+        return new Restore(() => t_current = previous);
+    }
+
+    sealed class Restore(Action restore) : IDisposable { public void Dispose() => restore(); }
+
+    /// <summary>Keeps a gradient handed to libtorch until libtorch has taken it.</summary>
+    public void HandBack(Tensor gradient)
+    {
+        lock (_gate) _handedBack.Add((Environment.CurrentManagedThreadId, gradient));
+    }
+
+    /// <summary>
+    /// At the start of a backward callback: frees what earlier callbacks on this thread handed back (libtorch took it
+    /// when they returned). Other threads' gradients may still be on their way to libtorch and stay.
+    /// </summary>
+    public void ReleaseEarlierOnThisThread() => Release(Environment.CurrentManagedThreadId);
+
+    /// <summary>After <c>backward()</c> has returned: frees every handed-back gradient.</summary>
+    public void ReleaseAll() => Release(null);
+
+    void Release(int? thread)
+    {
+        List<Tensor> released;
+        lock (_gate)
+        {
+            released = _handedBack.Where(h => thread is null || h.Thread == thread).Select(h => h.Gradient).ToList();
+            _handedBack.RemoveAll(h => thread is null || h.Thread == thread);
+        }
+        foreach (var t in released) t.Dispose();
     }
 
     /// <summary>Keeps the first exception raised inside a backward callback.</summary>
-    public static void Stash(Exception e) => Interlocked.CompareExchange(ref s_pendingError, e, null);
+    public void Stash(Exception e) => Interlocked.CompareExchange(ref _pending, e, null);
 
-    public static bool HasPending => Volatile.Read(ref s_pendingError) is not null;
+    public bool HasPending => Volatile.Read(ref _pending) is not null;
 
     /// <summary>The stashed exception, if any, cleared.</summary>
-    public static Exception? TakePending() => Interlocked.Exchange(ref s_pendingError, null);
+    public Exception? TakePending() => Interlocked.Exchange(ref _pending, null);
 }

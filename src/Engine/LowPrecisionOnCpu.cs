@@ -10,12 +10,13 @@ namespace DreamBooth.Engine;
 /// Whether fp16/bf16 is fast on this CPU. libtorch runs them through oneDNN only on CPUs it finds fit (AVX-512 or AMX
 /// for bf16, AVX-512-FP16 or AMX-FP16 for fp16, AVX-NE-CONVERT for both); elsewhere it takes reference kernels that
 /// are hundreds of times slower (on an AVX2 CPU: a 3×3 convolution ~400×, a Linear's backward ~30×), so a bf16 run
-/// that would take an hour in fp32 takes days. Rather than follow libtorch's CPU tests from version to version, this
-/// times one small convolution in both precisions, once per process and dtype (well under a second even where slow).
-/// <para>Where the CPU has no such kernels, <see cref="Emulates"/> is true and the models compute their convolutions,
-/// Linear layers and attention in fp32 on fp16/bf16 values, rounding the results back (<c>MixedPrecision.Forward</c>):
-/// what the low-precision kernels compute (they accumulate in fp32 too), at fp32 speed. The decision follows the CPU's
-/// instruction sets (oneDNN's own test), not a timing, so a run is the same from one start to the next.</para>
+/// that would take an hour in fp32 takes days.
+/// <para>Where the CPU lacks those instructions (<see cref="HasFastKernels"/>, oneDNN's own test), <see cref="Emulates"/>
+/// is true and the models compute their convolutions, Linear layers and attention in fp32 on fp16/bf16 values, rounding
+/// the results back (<c>MixedPrecision.Forward</c>): what the low-precision kernels compute (they accumulate in fp32
+/// too), at fp32 speed. That decision follows the instruction sets, not a timing, so a run is the same from one start
+/// to the next. Only the warning for a CPU that has the instructions but still runs slowly (<see cref="Warning"/>)
+/// times one small convolution in both precisions (<see cref="Slowdown"/>, once per process and dtype).</para>
 /// </summary>
 public static class LowPrecisionOnCpu
 {

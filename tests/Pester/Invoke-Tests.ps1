@@ -15,6 +15,8 @@ $config.TestResult.OutputFormat = 'NUnitXml'
 $config.TestResult.OutputPath = Join-Path (Split-Path $SummaryPath) 'pester.xml'
 $result = Invoke-Pester -Configuration $config
 $failed = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
-@{ Passed = $result.PassedCount; Failed = $failed; Skipped = $result.SkippedCount } | ConvertTo-Json | Set-Content $SummaryPath
+$failures = @($result.Failed | ForEach-Object { "$($_.ExpandedPath)`n    $(($_.ErrorRecord | Select-Object -First 1).Exception.Message)" }) +
+    @($result.FailedBlocks + $result.FailedContainers | ForEach-Object { "$($_.Name ?? $_.Item): $(($_.ErrorRecord | Select-Object -First 1).Exception.Message)" })
+@{ Passed = $result.PassedCount; Failed = $failed; Skipped = $result.SkippedCount; Failures = $failures } | ConvertTo-Json | Set-Content $SummaryPath
 Write-Host "pester: $($result.PassedCount) passed, $failed failed, $($result.SkippedCount) skipped"
 exit ([int]($failed -gt 0))

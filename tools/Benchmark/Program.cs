@@ -62,7 +62,7 @@ public static class Program
         try
         {
             foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:")) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1048576.0;
+                if (line.StartsWith("VmHWM:")) return long.Parse(line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries)[1]) / 1048576.0;
         }
         catch { }
         return Process.GetCurrentProcess().PeakWorkingSet64 / 1073741824.0;

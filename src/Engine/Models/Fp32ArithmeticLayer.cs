@@ -67,6 +67,7 @@ internal static class Fp32ArithmeticLayer
             ctx.save_data("geometry", geometry!);
             ctx.save_data("needs", new[] { x.requires_grad, w.requires_grad, b?.requires_grad ?? false });
             ctx.save_data("bias", b is null ? null! : (object)b.dtype);
+            ctx.save_data("callbacks", AutogradCallbacks.Current);
             ctx.save_for_backward([x, w]);
             return [Rounded(geometry, dt, x, w, b)];
         }
@@ -76,9 +77,10 @@ internal static class Fp32ArithmeticLayer
             var needs = (bool[])ctx.get_data("needs");
             var biasDType = ctx.get_data("bias") as ScalarType?;
             var result = new List<Tensor> { null!, null! };   // geometry, dtype
+            var callbacks = (AutogradCallbacks)ctx.get_data("callbacks");
             try
             {
-                AutogradCallbacks.ReleaseHandedBack();
+                callbacks.ReleaseEarlierOnThisThread();
                 var geometry = ctx.get_data("geometry") as ConvGeometry;
                 using var scope = torch.NewDisposeScope();
                 scope.Attach(gradOutputs);
@@ -105,13 +107,13 @@ internal static class Fp32ArithmeticLayer
                 }
                 foreach (var t in new[] { dx, dw }.Concat(biasDType is null ? [] : new[] { db }))
                 {
-                    if (t is not null) { scope.Detach(t); AutogradCallbacks.HandBack(t); }
+                    if (t is not null) { scope.Detach(t); callbacks.HandBack(t); }
                     result.Add(t!);
                 }
             }
             catch (Exception e)
             {
-                AutogradCallbacks.Stash(e);
+                callbacks.Stash(e);
                 result = [null!, null!, null!, null!];
                 if (biasDType is not null) result.Add(null!);
             }

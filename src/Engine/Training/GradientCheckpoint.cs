@@ -58,22 +58,21 @@ public static class GradientCheckpoint
     }
 
     /// <summary>
-    /// Call after each <c>loss.backward()</c>: releases the gradient tensors the engine's custom backwards handed back
-    /// to libtorch and rethrows (wrapped, original as InnerException) the first exception raised inside one of them
+    /// Call after each <c>loss.backward()</c>, on the thread that ran the forward: releases the gradient tensors the
+    /// engine's custom backwards of that thread's forwards handed back to libtorch and rethrows (wrapped, original as InnerException) the first exception raised inside one of them
     /// (a checkpointed recompute, an fp32-arithmetic layer), if any (<see cref="AutogradCallbacks"/>).
     /// </summary>
     public static void ThrowPendingError()
     {
-        AutogradCallbacks.ReleaseHandedBack();
-        var e = AutogradCallbacks.TakePending();
+        var callbacks = AutogradCallbacks.Current;
+        callbacks.ReleaseAll();
+        var e = callbacks.TakePending();
         if (e is not null)
             throw new InvalidOperationException("Backward failed inside the engine's custom autograd (a checkpointed block's recompute or an fp32-arithmetic layer): " + e.Message, e);
     }
 
-    /// <summary>True when a backward failure is waiting to be rethrown by <see cref="ThrowPendingError"/>.</summary>
-    public static bool HasPendingError => AutogradCallbacks.HasPending;
-
-    internal static void StashError(Exception e) => AutogradCallbacks.Stash(e);
+    /// <summary>True when a backward failure of this thread's forwards is waiting to be rethrown by <see cref="ThrowPendingError"/>.</summary>
+    public static bool HasPendingError => AutogradCallbacks.Current.HasPending;
 
     /// <summary>The custom autograd function. <c>Function&lt;T&gt;</c> is a singleton: all per-call data lives in ctx.</summary>
     sealed class CheckpointFunction : MultiTensorFunction<CheckpointFunction>
@@ -89,6 +88,7 @@ public static class GradientCheckpoint
             ctx.save_data("fn", fn);
             ctx.save_data("dummies", dummies);
             ctx.save_data("requires_grad", inputs.Select(t => t.requires_grad).ToArray());
+            ctx.save_data("callbacks", AutogradCallbacks.Current);
             ctx.save_for_backward(inputs.ToList());
 
             using var scope = torch.NewDisposeScope();   // intermediates of fn are freed here, not kept for backward
@@ -102,9 +102,11 @@ public static class GradientCheckpoint
             int dummies = (int)ctx.get_data("dummies");
             var requiresGrad = (bool[])ctx.get_data("requires_grad");
             var result = new List<Tensor>(2 + requiresGrad.Length + dummies) { null!, null! };   // fn, dummy count
+            var callbacks = (AutogradCallbacks)ctx.get_data("callbacks");
+            using var entered = callbacks.Enter();   // the recompute's own custom functions report to the same thread
             try
             {
-                AutogradCallbacks.ReleaseHandedBack();
+                callbacks.ReleaseEarlierOnThisThread();
                 var fn = (Func<Tensor[], Tensor[]>)ctx.get_data("fn");
                 using var scope = torch.NewDisposeScope();
                 scope.Attach(gradOutputs);
@@ -120,13 +122,13 @@ public static class GradientCheckpoint
                 foreach (var x in detached)
                 {
                     var g = x.requires_grad ? x.grad : null;
-                    if (g is not null) { scope.Detach(g); AutogradCallbacks.HandBack(g); }
+                    if (g is not null) { scope.Detach(g); callbacks.HandBack(g); }
                     result.Add(g!);
                 }
             }
             catch (Exception e)
             {
-                StashError(e);
+                callbacks.Stash(e);
                 result = new List<Tensor> { null!, null! };
                 for (int i = 0; i < requiresGrad.Length; i++) result.Add(null!);
             }

@@ -20,7 +20,7 @@ public sealed class UNetVaeFullSizeTests
     static long KiB(string field)
     {
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(field + ":"));
-        return line is null ? -1 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        return line is null ? -1 : long.Parse(line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries)[1]);
     }
 
     TimeSpan cpuAtStart = Process.GetCurrentProcess().TotalProcessorTime;

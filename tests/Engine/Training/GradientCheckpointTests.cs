@@ -1,4 +1,5 @@
 using DreamBooth.Engine.Training;
+using DreamBooth.Engine.Models;
 using TorchSharp.Modules;
 
 namespace DreamBooth.Engine.Tests.Training;
@@ -140,5 +141,77 @@ public class GradientCheckpointTests(Xunit.Abstractions.ITestOutputHelper output
         for (int i = 0; i < 20; i++) Step();
         Assert.Equal(before, torch.Tensor.TotalCount);
         w.grad!.Dispose(); w.Dispose();
+    }
+
+    /// <summary>
+    /// Two threads training at once (two runspaces, two trainings in one process): each thread's backward frees only the
+    /// gradients its own custom functions handed to libtorch, and an exception in one thread's recompute is rethrown on
+    /// that thread alone. With one process-wide stash, one thread freed gradients the other had not yet given to libtorch.
+    /// </summary>
+    [Fact]
+    public void ConcurrentBackwards_KeepTheirHandedBackGradientsAndErrorsApart()
+    {
+        // Each thread its own parameters (same values): checkpointed blocks around fp32-arithmetic Linear layers, so both
+        // kinds of custom function hand gradients back.
+        (Tensor W, Linear Linear) Parameters()
+        {
+            using var _ = torch.NewDisposeScope();
+            var g = new torch.Generator(11);
+            var w = torch.randn(new long[] { 16, 16 }, generator: g).requires_grad_(true);
+            var linear = nn.Linear(16, 16);
+            using (torch.no_grad()) foreach (var p in linear.parameters()) p.copy_(torch.randn(p.shape, generator: g) * 0.2);
+            return (w.MoveToOuterDisposeScope(), linear);
+        }
+        var x = torch.randn(new long[] { 8, 16 }, generator: new torch.Generator(12));
+        Tensor[] Grads(Tensor w, Linear linear, bool failing, int step)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var emulate = LowPrecisionOnCpu.OverrideEmulation(true);
+            w.grad?.zero_(); foreach (var p in linear.parameters()) p.grad?.zero_();
+            var h = x;
+            for (int block = 0; block < 6; block++)
+            {
+                bool fail = failing && block == 3;
+                h = GradientCheckpoint.Run(xs =>
+                {
+                    if (fail && torch.is_grad_enabled()) throw new ArithmeticException($"boom at step {step}");
+                    using var _ = MixedPrecision.Autocast(ScalarType.BFloat16);
+                    return [MixedPrecision.Forward(linear, xs[0].matmul(w).tanh()).to(ScalarType.Float32)];
+                }, h)[0];
+            }
+            using (MixedPrecision.Autocast(ScalarType.BFloat16)) h = MixedPrecision.Forward(linear, h);
+            h.to(ScalarType.Float32).pow(2).mean().backward();
+            return new[] { w.grad!, linear.weight!.grad!, linear.bias!.grad! }.Select(t => t.clone().MoveToOuterDisposeScope()).ToArray();
+        }
+        var (w0, linear0) = Parameters();
+        var reference = Grads(w0, linear0, false, 0);
+        GradientCheckpoint.ThrowPendingError();
+
+        var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
+        void Worker(bool failing)
+        {
+            try
+            {
+                var (w, linear) = Parameters();
+                for (int step = 0; step < 40; step++)
+                {
+                    var grads = Grads(w, linear, failing, step);
+                    try
+                    {
+                        GradientCheckpoint.ThrowPendingError();
+                        if (failing) errors.Add($"failing thread, step {step}: its exception was not rethrown on its thread");
+                        else if (!grads.Zip(reference).All(p => p.First.Equals(p.Second)))
+                            errors.Add($"clean thread, step {step}: gradients differ from the single-threaded run");
+                    }
+                    catch (InvalidOperationException e) when (failing && e.Message.Contains($"boom at step {step}")) { }
+                    finally { foreach (var t in grads) t.Dispose(); }
+                }
+            }
+            catch (Exception e) { errors.Add($"{(failing ? "failing" : "clean")} thread: {e}"); }
+        }
+        var threads = new[] { new Thread(() => Worker(false)), new Thread(() => Worker(true)) };
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        Assert.True(errors.IsEmpty, string.Join("\n", errors));
     }
 }
