@@ -29,7 +29,9 @@ public static class CpuAllocatorPolicy
     public static string Description => !OperatingSystem.IsLinux() ? "system default"
         : Disabled ? "system default (DREAMBOOTH_CPU_ALLOCATOR=default)"
         : !s_available ? "system default (not glibc)"
-        : s_hugePages + "; " + (s_lowMemory ? "glibc mmap threshold fixed at 2 MiB (memory-saving recipe)" : "glibc heap default");
+        : s_hugePages + "; " + (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is string set
+            ? $"glibc mmap threshold {set} bytes (MALLOC_MMAP_THRESHOLD_ set by the environment)"
+            : s_lowMemory ? "glibc mmap threshold fixed at 2 MiB (memory-saving recipe)" : "glibc heap default");
 
     static bool Disabled => string.Equals(Environment.GetEnvironmentVariable("DREAMBOOTH_CPU_ALLOCATOR"), "default", StringComparison.OrdinalIgnoreCase);
 
