@@ -32,10 +32,8 @@ internal sealed class AutogradCallbacks
     {
         var previous = t_current;
         t_current = this;
-        return new Restore(() => t_current = previous);
+        return new DisposableAction(() => t_current = previous);
     }
-
-    sealed class Restore(Action restore) : IDisposable { public void Dispose() => restore(); }
 
     /// <summary>Keeps a gradient handed to libtorch until libtorch has taken it.</summary>
     public void HandBack(Tensor gradient)
@@ -54,12 +52,14 @@ internal sealed class AutogradCallbacks
 
     void Release(int? thread)
     {
-        List<Tensor> released;
+        var released = new List<Tensor>();
         lock (_gate)
-        {
-            released = _handedBack.Where(h => thread is null || h.Thread == thread).Select(h => h.Gradient).ToList();
-            _handedBack.RemoveAll(h => thread is null || h.Thread == thread);
-        }
+            _handedBack.RemoveAll(h =>
+            {
+                if (thread is not null && h.Thread != thread) return false;
+                released.Add(h.Gradient);
+                return true;
+            });
         foreach (var t in released) t.Dispose();
     }
 

@@ -86,10 +86,8 @@ public static class LowPrecisionOnCpu
     {
         var previous = s_override.Value;
         s_override.Value = emulate;
-        return new Restore(() => s_override.Value = previous);
+        return new DisposableAction(() => s_override.Value = previous);
     }
-
-    sealed class Restore(Action restore) : IDisposable { public void Dispose() => restore(); }
 
     /// <summary>
     /// What the user is told when <see cref="Emulates"/>: fp16/bf16 layers run as fp32 arithmetic here; otherwise null.

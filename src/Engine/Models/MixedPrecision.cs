@@ -29,13 +29,11 @@ public static class MixedPrecision
     };
 
     /// <summary>Enters an autocast scope (null = plain fp32); dispose to restore the previous state.</summary>
-    public static IDisposable Autocast(ScalarType? dtype) => new Scope(dtype);
-
-    sealed class Scope : IDisposable
+    public static IDisposable Autocast(ScalarType? dtype)
     {
-        readonly ScalarType? _previous;
-        public Scope(ScalarType? dtype) { _previous = _compute; _compute = dtype; }
-        public void Dispose() => _compute = _previous;
+        var previous = _compute;
+        _compute = dtype;
+        return new DisposableAction(() => _compute = previous);
     }
 
     /// <summary>

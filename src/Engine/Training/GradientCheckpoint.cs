@@ -58,9 +58,10 @@ public static class GradientCheckpoint
     }
 
     /// <summary>
-    /// Call after each <c>loss.backward()</c>, on the thread that ran the forward: releases the gradient tensors the
-    /// engine's custom backwards of that thread's forwards handed back to libtorch and rethrows (wrapped, original as InnerException) the first exception raised inside one of them
-    /// (a checkpointed recompute, an fp32-arithmetic layer), if any (<see cref="AutogradCallbacks"/>).
+    /// Call after each <c>loss.backward()</c>, on the thread that ran the forward: releases the gradient tensors that the
+    /// custom backwards of this thread's forwards handed back to libtorch, and rethrows (wrapped, original as
+    /// InnerException) the first exception raised inside one of them (a checkpointed recompute, an fp32-arithmetic
+    /// layer), if any (<see cref="AutogradCallbacks"/>).
     /// </summary>
     public static void ThrowPendingError()
     {
