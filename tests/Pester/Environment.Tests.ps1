@@ -32,6 +32,17 @@ Describe 'Module' {
             $reported.CpuAllocator | Should -Not -BeNullOrEmpty
         }
     }
+
+    It 'asks libtorch for expandable CUDA segments on import (Linux) unless the user chose' {
+        $reported = Get-DreamBoothEnvironment
+        if ($IsLinux -and -not $env:DREAMBOOTH_CUDA_ALLOCATOR -and -not $env:PYTORCH_CUDA_ALLOC_CONF) {
+            $reported.CudaAllocator | Should -Be 'PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True'
+        } elseif ($IsLinux -and $env:PYTORCH_CUDA_ALLOC_CONF -and -not $env:DREAMBOOTH_CUDA_ALLOCATOR) {
+            $reported.CudaAllocator | Should -BeLike "*$($env:PYTORCH_CUDA_ALLOC_CONF)*set by the environment*"
+        } else {
+            $reported.CudaAllocator | Should -Match 'libtorch default'
+        }
+    }
 }
 
 Describe 'Get-DreamBoothEnvironment' {

@@ -20,6 +20,7 @@ public static class Benchmarks
 
     public static int Run(string name, string repo, string[] args)
     {
+        if (name == "generate-sd14") return GenerateSd14(repo, args);
         if (name != "train-sd14") { Console.Error.WriteLine($"unknown benchmark '{name}'"); return 2; }
         // --no-prior: batch 1 without prior preservation, the configuration of the diffusers anchor (UNet batch 1).
         bool prior = !args.Contains("--no-prior");
@@ -156,7 +157,36 @@ public static class Benchmarks
         Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : ""),
             $"{Median(wallSteps.Skip(skip)):F1}", $"{Median(cpuSteps.Skip(skip)):F1}", $"{Program.PeakRssGB():F2}", devicePeak,
             stateLine.Replace("Optimizer state: ", ""), losses.Count > 1 ? $"{losses[1]:F4}" : "n/a"));
-        Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}");
+        Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}{(onDevice.type == DeviceType.CUDA ? "; CUDA allocator: " + DreamBooth.Engine.CudaAllocatorPolicy.Description : "")}");
+        return 0;
+    }
+
+    /// <summary>
+    /// generate-sd14 [steps] [workdir] [--device D] [--dtype fp32|fp16|bf16]: text-to-image at 512 px with CFG on the
+    /// random-weight SD-1.4 pipeline, DPM-Solver++; one warm-up image, then the median of three.
+    /// </summary>
+    static int GenerateSd14(string repo, string[] args)
+    {
+        string Option(string flag, string fallback) { int i = Array.IndexOf(args, flag); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        var device = DreamBooth.Engine.DeviceSelection.Parse(Option("--device", "auto"));
+        var dtype = DreamBooth.Engine.DeviceSelection.ParsePrecision(Option("--dtype", "auto"), device);
+        var rest = args.Where((a, i) => !a.StartsWith("--") && (i == 0 || !args[i - 1].StartsWith("--"))).ToArray();
+        int steps = rest.Length > 0 ? int.Parse(rest[0]) : 25;
+        string work = rest.Length > 1 ? rest[1] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
+        var folder = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
+        using var deviceMemory = DreamBooth.Engine.DeviceMemoryMonitor.Start(device);
+        using var pipe = DreamBooth.Engine.Pipelines.StableDiffusionPipeline.FromPretrained(folder, dtype, device);
+        var options = new DreamBooth.Engine.Pipelines.TextToImageOptions { Prompts = new[] { "a photo of sks dog" }, Steps = steps, Seed = 0, Scheduler = "DPMSolverMultistepScheduler", Width = 512, Height = 512 };
+        var times = new List<double>();
+        for (int i = 0; i < 4; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            foreach (var img in pipe.Generate(options)) img.Pixels.Dispose();
+            times.Add(sw.Elapsed.TotalSeconds);
+            Console.WriteLine($"  image {i + 1}: {times[^1]:F2} s");
+        }
+        string peak = deviceMemory.PeakBytes is long b ? $"{b / 1073741824.0:F2} GB ({deviceMemory.Source})" : deviceMemory.Source;
+        Program.Report($"SD-1.4 shape, 512 px, {steps} steps DPM-Solver++, CFG 7.5, {dtype} on {device} (median of 3 after a warm-up); peak device memory {peak}", times.Skip(1).ToList());
         return 0;
     }
 

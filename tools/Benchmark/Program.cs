@@ -13,8 +13,9 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        if (args.Length == 0) { Console.WriteLine("benchmarks: pipeline-tiny | unet-sd14 | vae-sd14 | pipeline-sd14 | train-sd14 RECIPE|all|R1,R2 [steps] [workdir] [--no-prior] [--device cpu|cuda|cuda:N] [--selective] (recipes: fp32 checkpointing selective 8bit 16GB 12GB 8GB bf16 fp16; all = fp32 checkpointing 8bit 12GB bf16, each in its own process, one table)"); return 2; }
+        if (args.Length == 0) { Console.WriteLine("benchmarks: pipeline-tiny | generate-sd14 [steps] [workdir] [--device D] [--dtype T] | cuda-check [device] [workdir] [recipes] | train-sd14 RECIPE|all|R1,R2 [steps] [workdir] [--no-prior] [--device cpu|cuda|cuda:N] [--selective] (recipes: fp32 checkpointing selective 8bit 16GB 12GB 8GB bf16 fp16; all = fp32 checkpointing 8bit 12GB bf16, each in its own process, one table)"); return 2; }
         DreamBooth.Engine.CpuAllocatorPolicy.Apply();   // as the module does on import
+        DreamBooth.Engine.CudaAllocatorPolicy.Apply();
         torch.set_num_threads(Environment.ProcessorCount);
         var repo = FindRepo();
         return args[0] switch
@@ -28,6 +29,7 @@ public static class Program
             "profile-vae-sd14" => ProfileVae.Run(args.Skip(1).ToArray()),
             "profile-step-sd14" => ProfileStep.Run(args.Skip(1).ToArray()),
             "train-sd14-lora" => LoRABenchmark.Run(repo, args.Skip(1).ToArray()),   // LoRA (issue 8)
+            "cuda-check" => CudaCheck.Run(repo, args.Skip(1).ToArray()),
             _ => Benchmarks.Run(args[0], repo, args.Skip(1).ToArray()),
         };
     }

@@ -83,7 +83,7 @@ public sealed class DDIMScheduler : SchedulerBase
         var prev = MathF.Sqrt(alphaProdTPrev) * predOriginal + direction;
         if (eta > 0)
         {
-            var noise = randn(modelOutput.shape, dtype: modelOutput.dtype, device: modelOutput.device, generator: generator);
+            var noise = RandnTensor.Create(modelOutput.shape, modelOutput.dtype, modelOutput.device, generator);
             prev = prev + stdDev * noise;
         }
         return prev.MoveToOuterDisposeScope();

@@ -68,7 +68,7 @@ public sealed class DDPMScheduler : SchedulerBase
 
         if (t > 0)
         {
-            var noise = randn(modelOutput.shape, dtype: modelOutput.dtype, device: modelOutput.device, generator: generator);
+            var noise = RandnTensor.Create(modelOutput.shape, modelOutput.dtype, modelOutput.device, generator);
             float variance = MathF.Max((1 - alphaProdTPrev) / (1 - alphaProdT) * currentBetaT, 1e-20f);
             float std = Config.VarianceType switch
             {

@@ -41,7 +41,7 @@ public sealed class EulerAncestralDiscreteScheduler : DiscreteSigmaScheduler
         var derivative = (sample - predOriginal) / sigma;
         float dt = sigmaDown - sigma;
         var prev = sample + derivative * dt;
-        var noise = randn(modelOutput.shape, dtype: modelOutput.dtype, device: modelOutput.device, generator: generator);
+        var noise = RandnTensor.Create(modelOutput.shape, modelOutput.dtype, modelOutput.device, generator);
         prev = (prev + noise * sigmaUp).to(modelOutput.dtype);
         StepIndex = i + 1;
         return prev.MoveToOuterDisposeScope();

@@ -53,7 +53,7 @@ public sealed class EulerDiscreteScheduler : DiscreteSigmaScheduler
         float sigmaHat = sigma * (gamma + 1);
         if (gamma > 0)
         {
-            var noise = randn(modelOutput.shape, dtype: modelOutput.dtype, device: modelOutput.device, generator: generator);
+            var noise = RandnTensor.Create(modelOutput.shape, modelOutput.dtype, modelOutput.device, generator);
             sample = sample + noise * (float)SNoise * MathF.Sqrt(sigmaHat * sigmaHat - sigma * sigma);
         }
         var predOriginal = PredictOriginalFromSigma(modelOutput, sample, sigma, sigmaHat);

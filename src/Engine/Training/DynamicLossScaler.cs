@@ -52,8 +52,9 @@ public sealed class DynamicLossScaler
                 var g = p.grad;
                 if (g is null) continue;
                 g.mul_(invScale);
-                var bad = torch.isfinite(g).all().logical_not().to(DeviceType.CPU);
-                foundInf = foundInf is null ? bad : foundInf.logical_or(bad);
+                // Accumulated on the gradients' device: a copy to the host per parameter would be a sync per parameter on CUDA.
+                var bad = torch.isfinite(g).all().logical_not();
+                foundInf = foundInf is null ? bad : foundInf.logical_or_(bad.to(foundInf.device));
             }
         }
         return foundInf is null || !foundInf.item<bool>();

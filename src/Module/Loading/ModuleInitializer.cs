@@ -26,12 +26,17 @@ public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssem
     {
         // Each runspace that imports the module calls this (ForEach-Object -Parallel): hook once.
         lock (s_gate) { if (s_hooks++ == 0) AssemblyLoadContext.Default.Resolving += Resolve; }
-        // Before any tensor exists: libtorch reads its huge-page switch at its first allocation.
-        try { ApplyCpuAllocatorPolicy(); } catch { /* a memory-layout preference must never fail the import */ }
+        // Before any tensor exists: libtorch reads its huge-page switch at its first allocation, and its CUDA allocator
+        // settings when CUDA starts.
+        try { ApplyAllocatorPolicies(); } catch { /* a memory-layout preference must never fail the import */ }
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]   // the engine type resolves only now, through the hook above
-    static void ApplyCpuAllocatorPolicy() => DreamBooth.Engine.CpuAllocatorPolicy.Apply();
+    [MethodImpl(MethodImplOptions.NoInlining)]   // the engine types resolve only now, through the hook above
+    static void ApplyAllocatorPolicies()
+    {
+        DreamBooth.Engine.CpuAllocatorPolicy.Apply();
+        DreamBooth.Engine.CudaAllocatorPolicy.Apply();
+    }
 
     public void OnRemove(PSModuleInfo module)
     {

@@ -26,6 +26,8 @@ public sealed class DreamBoothEnvironment
     public string? EngineLoadContext { get; init; }
     /// <summary>The CPU memory policy applied on import (Linux: glibc mmap threshold and libtorch huge pages).</summary>
     public string? CpuAllocator { get; init; }
+    /// <summary>The CUDA caching allocator's settings applied on import (Linux: expandable segments), or the user's.</summary>
+    public string? CudaAllocator { get; init; }
     /// <summary>
     /// How many times longer a small convolution takes on this CPU in fp16 / bf16 than in fp32 with libtorch's own
     /// kernels (measured once per session). Above 8 those are slow fallback kernels.

@@ -29,7 +29,7 @@ public sealed class DiagonalGaussianDistribution : IDisposable
     public Tensor Sample(Generator? generator = null)
     {
         using var scope = torch.NewDisposeScope();
-        var eps = torch.randn(Mean.shape, dtype: Mean.dtype, device: Mean.device, generator: generator);
+        var eps = RandnTensor.Create(Mean.shape, Mean.dtype, Mean.device, generator);
         return (Mean + Std * eps).MoveToOuterDisposeScope();
     }
 

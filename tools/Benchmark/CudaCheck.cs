@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using DreamBooth.Engine;
+using DreamBooth.Engine.IO;
+using DreamBooth.Engine.Pipelines;
+using DreamBooth.Engine.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Benchmark;
+
+/// <summary>
+/// cuda-check [device] [workdir] [recipe,recipe…]: the engine on a CUDA device against the same work on the CPU, on the tiny fixture
+/// pipeline. Text-to-image in fp32/fp16/bf16 (pixels against the CPU's fp32), and each training recipe run on both
+/// (losses step by step, final weights). Noise, timesteps and flips come from CPU generators in both runs, so they
+/// see the same data; what differs is kernels (cuDNN convolutions may use TF32) and, for fp16/bf16, real low-precision
+/// kernels on the GPU against the CPU's emulation. A check for a machine with a GPU (CI has none), not a test.
+/// </summary>
+public static class CudaCheck
+{
+    static readonly (string Name, Func<DreamBoothOptions, DreamBoothOptions> Apply)[] Recipes =
+    {
+        ("fp32", o => o),
+        ("checkpointing", o => o with { GradientCheckpointing = true }),
+        ("selective", o => o with { SelectiveCheckpointing = true }),
+        ("8bit", o => o with { Use8BitAdam = true }),
+        ("offload", o => o with { OffloadOptimizerState = true }),
+        ("cache-latents", o => o with { CacheLatents = true, CenterCrop = true, RandomFlip = false }),
+        ("text-encoder", o => o with { TrainTextEncoder = true }),
+        ("set-grads-to-none", o => o with { SetGradsToNone = true }),
+        ("fp16", o => o with { MixedPrecision = "fp16" }),
+        ("bf16", o => o with { MixedPrecision = "bf16" }),
+        ("lora", o => o with { LoRA = true, LearningRate = 1e-3 }),
+        ("16GB", o => MemoryProfiles.Apply(o, "16GB").Options),
+        ("12GB", o => MemoryProfiles.Apply(o, "12GB").Options),
+        ("8GB", o => MemoryProfiles.Apply(o, "8GB").Options),
+    };
+
+    public static int Run(string repo, string[] args)
+    {
+        string deviceName = args.Length > 0 ? args[0] : "cuda";
+        string work = args.Length > 1 ? args[1] : Path.Combine(Path.GetTempPath(), "dreambooth-cuda-check");
+        var only = args.Length > 2 ? args[2].Split(',') : Recipes.Select(r => r.Name).ToArray();
+        Console.WriteLine($"cuda available {torch.cuda.is_available()}, devices {torch.cuda.device_count()}, cuDNN {torch.cuda.is_cudnn_available()}");
+        var device = DeviceSelection.Parse(deviceName);
+        if (Directory.Exists(work)) Directory.Delete(work, true);
+        Directory.CreateDirectory(work);
+        var tiny = Path.Combine(repo, "tests/fixtures/tiny-sd");
+        int failed = 0;
+
+        // Text to image.
+        using (var reference = Generate(tiny, ScalarType.Float32, torch.CPU))
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float16, ScalarType.BFloat16 })
+                failed += Guard($"text-to-image {dtype} on {device}", () =>
+                {
+                    using var pixels = Generate(tiny, dtype, device);
+                    double diff = (pixels - reference).abs().max().ToDouble();
+                    return ($"max |pixel - CPU fp32 pixel| = {diff:G3} (pixels in [0,1])", double.IsFinite(diff));
+                });
+
+        // Schedulers that add noise in their step (drawn from the CPU generator, so the same on every device).
+        foreach (var scheduler in new[] { "EulerAncestralDiscreteScheduler", "DDPMScheduler" })
+            failed += Guard($"text-to-image {scheduler} on {device}", () =>
+            {
+                using var reference = Generate(tiny, ScalarType.Float32, torch.CPU, scheduler);
+                using var pixels = Generate(tiny, ScalarType.Float32, device, scheduler);
+                double diff = (pixels - reference).abs().max().ToDouble();
+                return ($"max |pixel - CPU pixel| = {diff:G3}", double.IsFinite(diff) && diff < 0.05);
+            });
+
+        // Training: the class images once (on the CPU), then each recipe on the CPU and on the device.
+        var classes = Path.Combine(work, "class");
+        foreach (var (name, apply) in Recipes.Where(r => only.Contains(r.Name)))
+            failed += Guard($"training {name}", () =>
+            {
+                var options = apply(Options(repo, tiny, classes, Path.Combine(work, name + "-cpu"), "cpu"));
+                var (cpuLosses, cpuOut, _) = Train(options);
+                var (losses, output, seconds) = Train(options with { OutputDirectory = Path.Combine(work, name + "-" + device.type), Device = deviceName });
+                double lossDiff = cpuLosses.Zip(losses, (a, b) => Math.Abs(a - b)).DefaultIfEmpty(double.NaN).Max();
+                var (weightDiff, weightScale, files) = CompareWeights(cpuOut, output);
+                bool ok = losses.Count == cpuLosses.Count && losses.All(double.IsFinite) && double.IsFinite(weightDiff);
+                return ($"losses {string.Join(" ", losses.Select(l => l.ToString("F4")))} (CPU {string.Join(" ", cpuLosses.Select(l => l.ToString("F4")))}), " +
+                        $"max |loss diff| {lossDiff:G3}; final weights in {files} file(s): max |diff| {weightDiff:G3} (largest |weight| {weightScale:G3}); {seconds:F1} s on the device", ok);
+            });
+        Console.WriteLine($"cuda-check: {failed} check(s) failed");
+        return failed == 0 ? 0 : 1;
+    }
+
+    static int Guard(string what, Func<(string Result, bool Ok)> check)
+    {
+        try
+        {
+            var (result, ok) = check();
+            Console.WriteLine($"{(ok ? "ok  " : "FAIL")} {what}: {result}");
+            return ok ? 0 : 1;
+        }
+        catch (Exception e)
+        {
+            Console.WriteLine($"FAIL {what}: {e.GetType().Name}: {e.Message}");
+            Console.WriteLine("     " + string.Join("\n     ", (e.StackTrace ?? "").Split('\n').Take(8)));
+            return 1;
+        }
+    }
+
+    static Tensor Generate(string tiny, ScalarType dtype, Device device, string? scheduler = null)
+    {
+        using var pipe = StableDiffusionPipeline.FromPretrained(tiny, dtype, device);
+        var images = pipe.Generate(new TextToImageOptions { Prompts = new[] { "a photo of sks dog" }, Steps = 5, Seed = 0, Width = 64, Height = 64, Scheduler = scheduler });
+        return images[0].Pixels.to(torch.CPU).to(ScalarType.Float32);
+    }
+
+    static DreamBoothOptions Options(string repo, string tiny, string classes, string output, string device) => new()
+    {
+        Model = tiny, InstanceDataDirectory = Path.Combine(repo, "examples", "data", "sks-toy"), InstancePrompt = "a photo of sks toy",
+        WithPriorPreservation = true, ClassDataDirectory = classes, ClassPrompt = "a photo of toy", NumClassImages = 3, SampleBatchSize = 2, ClassImageSteps = 3,
+        Resolution = 64, RandomFlip = true, TrainBatchSize = 2, LearningRate = 1e-4, MaxTrainSteps = 6, CheckpointingSteps = 1000, Seed = 7,
+        OutputDirectory = output, Device = device,
+    };
+
+    static (List<double> Losses, string Output, double Seconds) Train(DreamBoothOptions o)
+    {
+        var losses = new List<double>();
+        var clock = Stopwatch.StartNew();
+        var result = DreamBoothTrainer.Train(o, new TrainingEvents { Progress = p => { if (p.Phase == "training") losses.Add(p.Loss ?? double.NaN); } }, CancellationToken.None);
+        return (losses, result.OutputDirectory, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Max |a − b| over every tensor of every safetensors file the two output folders share, and the largest |a|.</summary>
+    static (double MaxDiff, double Scale, int Files) CompareWeights(string a, string b)
+    {
+        double diff = 0, scale = 0;
+        int files = 0;
+        foreach (var path in Directory.EnumerateFiles(a, "*.safetensors", SearchOption.AllDirectories))
+        {
+            var other = Path.Combine(b, Path.GetRelativePath(a, path));
+            if (!File.Exists(other)) return (double.NaN, 0, files);
+            using var scope = torch.NewDisposeScope();
+            using var fa = SafetensorsFile.Open(path);
+            using var fb = SafetensorsFile.Open(other);
+            foreach (var e in fa.Entries)
+            {
+                var ta = fa.Read(e.Name, ScalarType.Float32);
+                var tb = fb.Read(e.Name, ScalarType.Float32);
+                diff = Math.Max(diff, (ta - tb).abs().max().ToDouble());
+                scale = Math.Max(scale, ta.abs().max().ToDouble());
+            }
+            files++;
+        }
+        return (files == 0 ? double.NaN : diff, scale, files);
+    }
+}

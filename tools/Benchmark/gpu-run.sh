@@ -1,0 +1,27 @@
+#!/bin/bash
+# On a GPU machine with PyTorch (CUDA build) and no .NET: unpacks .devrun/bench.tar.xz (tools/Benchmark/gpu-bundle.sh)
+# inside the repository (the benchmark finds the fixtures from there), points TorchSharp's bridge at the wheel's
+# libtorch, and runs cuda-check, then train-sd14 per recipe, each stage under a time limit so the whole run ends
+# within BUDGET seconds. Logs go to $OUT (default ./gpu-out). The eighth pass in docs/benchmarks.md ran this.
+set -u
+OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
+start=$(date +%s); DEADLINE=$((start + ${BUDGET:-440}))
+el() { echo "[$(( $(date +%s) - start )) s] $*"; }
+stage() { # stage MAXSECONDS LOGNAME command...
+  local max=$1 log=$2; shift 2; local left=$(( DEADLINE - $(date +%s) )); local t=$(( left < max ? left : max ))
+  if [ $t -lt 15 ]; then el "SKIPPED (no time): $*"; return; fi
+  el "start ($t s max): $*"; timeout -k 5 $t "$@" > >(tee -a "$OUT/$log") 2>&1; el "exit $? : $*"; }
+R=$PWD; B=$R/.devrun/bench; mkdir -p "$B" && tar -C "$B" -xJf "$R/.devrun/bench.tar.xz" || exit 1
+SITE=$(python3 -c 'import importlib.util as u;print(u.find_spec("torch").submodule_search_locations[0])')
+export LD_LIBRARY_PATH=${TORCH_LIB:-$SITE/lib} DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/env.txt"
+cd "$B"
+stage 150 cuda-check.txt ./DreamBooth.Benchmark cuda-check cuda /tmp/cc ${CHECKS:-fp32,checkpointing,selective,8bit,offload,cache-latents,text-encoder,set-grads-to-none,fp16,bf16,lora,16GB,12GB,8GB}
+for r in ${RECIPES:-fp32 checkpointing 8bit 12GB bf16 fp16 8GB 16GB}; do
+  stage 60 train-sd14.txt ./DreamBooth.Benchmark train-sd14 $r 6 /tmp/sd14 --device cuda
+done
+for r in ${NOPRIOR_RECIPES:-fp32 checkpointing}; do
+  stage 45 train-sd14-noprior.txt ./DreamBooth.Benchmark train-sd14 $r 6 /tmp/sd14 --device cuda --no-prior
+done
+stage 60 generate.txt ./DreamBooth.Benchmark generate-sd14 25 /tmp/sd14 --device cuda --dtype fp16
+el done
