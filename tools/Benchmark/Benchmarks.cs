@@ -26,16 +26,18 @@ public static class Benchmarks
         bool prior = !args.Contains("--no-prior");
         // --selective: a memory profile with selective instead of whole-block checkpointing (to measure the trade).
         bool selective = args.Contains("--selective");
+        // --tf32: -AllowTf32 (fp32 matrix products in TF32 on CUDA).
+        bool tf32 = args.Contains("--tf32");
         // --device cpu|cuda|cuda:N (default auto: cuda:0 where the CUDA backend finds a GPU, else cpu).
         int at = Array.IndexOf(args, "--device");
         string device = at >= 0 && at + 1 < args.Length ? args[at + 1] : "auto";
-        args = args.Where((a, i) => a != "--no-prior" && a != "--selective" && (at < 0 || (i != at && i != at + 1))).ToArray();
+        args = args.Where((a, i) => a != "--no-prior" && a != "--selective" && a != "--tf32" && (at < 0 || (i != at && i != at + 1))).ToArray();
         string recipe = args.Length > 0 ? args[0] : "fp32";
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
         if (recipe == "all" || recipe.Contains(','))
-            return RunEach(recipe == "all" ? IssueRecipes : recipe.Split(','), steps, work, prior, device, selective);
-        return TrainSd14(repo, recipe, steps, work, prior, device, selective);
+            return RunEach(recipe == "all" ? IssueRecipes : recipe.Split(','), steps, work, prior, device, selective, tf32);
+        return TrainSd14(repo, recipe, steps, work, prior, device, selective, tf32);
     }
 
     /// <summary>The recipes the benchmark table must cover: plain fp32 AdamW, checkpointing, 8-bit Adam, the 12 GB recipe, bf16.</summary>
@@ -47,7 +49,7 @@ public static class Benchmarks
     /// train-sd14 all|R1,R2,… : each recipe in a child process of its own (so that its peak RSS is its own), one after
     /// another, then one table of them all.
     /// </summary>
-    static int RunEach(string[] recipes, int steps, string work, bool prior, string device, bool selective)
+    static int RunEach(string[] recipes, int steps, string work, bool prior, string device, bool selective, bool tf32)
     {
         var unknown = recipes.Where(r => !Recipes.Contains(r)).ToArray();
         if (unknown.Length > 0) { Console.Error.WriteLine($"unknown recipe(s) {string.Join(", ", unknown)}; recipes: {string.Join(", ", Recipes)}"); return 2; }
@@ -60,6 +62,7 @@ public static class Benchmarks
             foreach (var a in new[] { "train-sd14", recipe, steps.ToString(), work }) start.ArgumentList.Add(a);
             if (!prior) start.ArgumentList.Add("--no-prior");
             if (selective) start.ArgumentList.Add("--selective");
+            if (tf32) start.ArgumentList.Add("--tf32");
             start.ArgumentList.Add("--device"); start.ArgumentList.Add(device);
             Console.WriteLine($"== {recipe}");
             using var child = Process.Start(start)!;
@@ -82,7 +85,7 @@ public static class Benchmarks
 
     sealed class StopAfterSteps : Exception { }
 
-    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, bool selective)
+    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, bool selective, bool tf32)
     {
         var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         var (instances, classes) = EnsureImages(work);
@@ -92,7 +95,7 @@ public static class Benchmarks
             Model = pipeline, InstanceDataDirectory = instances, InstancePrompt = "a photo of sks dog",
             ClassDataDirectory = prior ? classes : null, ClassPrompt = prior ? "a photo of dog" : null, WithPriorPreservation = prior, NumClassImages = 4,
             Resolution = 512, TrainBatchSize = 1, MaxTrainSteps = steps + 1, CheckpointingSteps = 100000,
-            OutputDirectory = output, Device = device, Seed = 0,
+            OutputDirectory = output, Device = device, Seed = 0, AllowTf32 = tf32,
         };
         o = recipe switch
         {
@@ -126,7 +129,7 @@ public static class Benchmarks
                 marks.Add(clock.Elapsed.TotalSeconds);
                 cpu.Add(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds);
                 losses.Add(p.Loss ?? double.NaN);
-                Console.WriteLine($"  step {p.Step}: {marks[^1] - marks[^2]:F1} s wall, {cpu[^1] - cpu[^2]:F1} s CPU, loss {p.Loss:F4}, peak RSS {Program.PeakRssGB():F2} GB, {Program.MinorFaults() / 1e6:F2} M minor faults so far");
+                Console.WriteLine($"  step {p.Step}: {marks[^1] - marks[^2]:F2} s wall, {cpu[^1] - cpu[^2]:F2} s CPU, loss {p.Loss:F4}, peak RSS {Program.PeakRssGB():F2} GB, {Program.MinorFaults() / 1e6:F2} M minor faults so far");
                 if (p.Step >= steps) throw new StopAfterSteps();   // no final save: only steps are measured
             },
         };
@@ -149,13 +152,13 @@ public static class Benchmarks
         var cpuSteps = cpu.Zip(cpu.Skip(1), (a, b) => b - a).ToList();
         int skip = wallSteps.Count > 1 ? 1 : 0;
         string Row(string what, int from, int to) => to <= from ? "" :
-            $"| {recipe}{(prior ? "" : " (batch 1, no prior)")}, {what} | {Median(wallSteps.Skip(from).Take(to - from)):F1} | {Median(cpuSteps.Skip(from).Take(to - from)):F1} | {to - from} |";
+            $"| {recipe}{(prior ? "" : " (batch 1, no prior)")}, {what} | {Median(wallSteps.Skip(from).Take(to - from)):F2} | {Median(cpuSteps.Skip(from).Take(to - from)):F2} | {to - from} |";
         Console.WriteLine("| recipe, steps | s/step wall (median) | CPU s/step | steps measured |");
         Console.WriteLine(Row(skip == 0 ? "step 1 (warm-up)" : "first epoch, steps 2-" + Math.Min(epochSteps, wallSteps.Count) + " (each encodes its images)", skip, Math.Min(epochSteps, wallSteps.Count)));
         Console.WriteLine(Row($"later epochs, steps {epochSteps + 1}-{wallSteps.Count} (latents reused)", epochSteps, wallSteps.Count));
         string devicePeak = deviceMemory.PeakBytes is long bytes ? $"{bytes / 1073741824.0:F2} GB" : deviceMemory.Source;
-        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : ""),
-            $"{Median(wallSteps.Skip(skip)):F1}", $"{Median(cpuSteps.Skip(skip)):F1}", $"{Program.PeakRssGB():F2}", devicePeak,
+        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : "") + (tf32 ? " --tf32" : ""),
+            $"{Median(wallSteps.Skip(skip)):F2}", $"{Median(cpuSteps.Skip(skip)):F2}", $"{Program.PeakRssGB():F2}", devicePeak,
             stateLine.Replace("Optimizer state: ", ""), losses.Count > 1 ? $"{losses[1]:F4}" : "n/a"));
         Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}{(onDevice.type == DeviceType.CUDA ? "; CUDA allocator: " + DreamBooth.Engine.CudaAllocatorPolicy.Description : "")}");
         return 0;

@@ -124,12 +124,13 @@ public static class CudaCheck
         return (losses, result.OutputDirectory, clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Max |a − b| over every tensor of every safetensors file the two output folders share, and the largest |a|.</summary>
+    /// <summary>Max |a − b| over every weight of every safetensors file the two output folders share, and the largest |a|.</summary>
     static (double MaxDiff, double Scale, int Files) CompareWeights(string a, string b)
     {
         double diff = 0, scale = 0;
         int files = 0;
-        foreach (var path in Directory.EnumerateFiles(a, "*.safetensors", SearchOption.AllDirectories))
+        // The model's weights, not the optimizer state a checkpoint keeps (8-bit moments are codes 0–255).
+        foreach (var path in Directory.EnumerateFiles(a, "*.safetensors", SearchOption.AllDirectories).Where(f => Path.GetFileName(f) != "optimizer.safetensors"))
         {
             var other = Path.Combine(b, Path.GetRelativePath(a, path));
             if (!File.Exists(other)) return (double.NaN, 0, files);

@@ -103,6 +103,7 @@
                 SelectiveCheckpointing = 'Lighter checkpointing, on by itself or in place of whole blocks with -GradientCheckpointing: only the UNet''s norm + activation pairs and feed-forward GEGLUs are recomputed, convolution and attention outputs are kept. Saves part of the memory for a few percent of step time.'
                 Use8BitAdam = 'Keep AdamW state in 8 bits (--use_8bit_adam).'
                 SetGradsToNone = 'Free gradients instead of zeroing them (--set_grads_to_none).'
+                AllowTf32 = 'Run fp32 matrix products in TF32 on CUDA GPUs of the Ampere generation and later (--allow_tf32): faster training at about 10 bits of mantissa in the products. Set for the run only; no effect on the CPU.'
                 OffloadOptimizerState = 'Keep optimizer state in CPU memory.'
                 CacheLatents = 'Encode each image with the VAE once (needs -CenterCrop, no -RandomFlip).'
                 MemoryEfficientAttention = 'Accepted for compatibility with --enable_xformers_memory_efficient_attention; attention always uses scaled_dot_product_attention.'

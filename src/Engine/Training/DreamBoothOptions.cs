@@ -63,6 +63,8 @@ public sealed record DreamBoothOptions
     public bool SetGradsToNone { get; init; }
     public bool OffloadOptimizerState { get; init; }
     public bool CacheLatents { get; init; }
+    /// <summary>diffusers' --allow_tf32: fp32 matrix products in TF32 on CUDA (Ampere and later) during the run (<see cref="Tf32"/>).</summary>
+    public bool AllowTf32 { get; init; }
     // LoRA (issue 8): frozen UNet/text encoder with trainable adapters (diffusers' train_dreambooth_lora.py).
     /// <summary>Train LoRA adapters on the attention projections instead of the full weights.</summary>
     public bool LoRA { get; init; }

@@ -48,6 +48,7 @@ public static class ParameterMap
         ["use_8bit_adam"] = "Use8BitAdam",
         ["set_grads_to_none"] = "SetGradsToNone",
         ["enable_xformers_memory_efficient_attention"] = "MemoryEfficientAttention",
+        ["allow_tf32"] = "AllowTf32",
         ["rank"] = "Rank",   // train_dreambooth_lora.py
     };
 

@@ -65,6 +65,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public SwitchParameter SetGradsToNone { get; set; }
     [Parameter] public SwitchParameter OffloadOptimizerState { get; set; }
     [Parameter] public SwitchParameter CacheLatents { get; set; }
+    [Parameter] public SwitchParameter AllowTf32 { get; set; }
     /// <summary>Accepted so the guide's commands translate; attention always uses scaled_dot_product_attention.</summary>
     [Parameter] [Alias("EnableXformersMemoryEfficientAttention")] public SwitchParameter MemoryEfficientAttention { get; set; }
 
@@ -115,7 +116,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, SnrGamma = SnrGamma,
             OutputDirectory = ResolvePath(OutputDirectory!), Device = Device, MixedPrecision = MixedPrecision,
             GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
-            OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents,
+            OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,
         };
         if (MemoryProfile is not null) options = ApplyMemoryProfile(options, MemoryProfile);
