@@ -10,8 +10,8 @@ namespace DreamBooth.Benchmark;
 
 /// <summary>
 /// cuda-check [device] [workdir] [recipe,recipe…]: the engine on a CUDA device against the same work on the CPU, on the tiny fixture
-/// pipeline. Text-to-image in fp32/fp16/bf16 (pixels against the CPU's fp32), and each training recipe run on both
-/// (losses step by step, final weights). Noise, timesteps and flips come from CPU generators in both runs, so they
+/// pipeline. Text-to-image in fp32/fp16/bf16 (pixels against the CPU's fp32), each training recipe run on both
+/// (losses step by step, final weights), a resume on the device, and validation images during training. Noise, timesteps and flips come from CPU generators in both runs, so they
 /// see the same data; what differs is kernels (cuDNN convolutions may use TF32) and, for fp16/bf16, real low-precision
 /// kernels on the GPU against the CPU's emulation. A check for a machine with a GPU (CI has none), not a test.
 /// </summary>
@@ -39,7 +39,7 @@ public static class CudaCheck
     {
         string deviceName = args.Length > 0 ? args[0] : "cuda";
         string work = args.Length > 1 ? args[1] : Path.Combine(Path.GetTempPath(), "dreambooth-cuda-check");
-        var only = args.Length > 2 ? args[2].Split(',') : Recipes.Select(r => r.Name).ToArray();
+        var only = args.Length > 2 ? args[2].Split(',') : Recipes.Select(r => r.Name).Concat(new[] { "resume", "validation" }).ToArray();
         Console.WriteLine($"cuda available {torch.cuda.is_available()}, devices {torch.cuda.device_count()}, cuDNN {torch.cuda.is_cudnn_available()}");
         var device = DeviceSelection.Parse(deviceName);
         if (Directory.Exists(work)) Directory.Delete(work, true);
@@ -81,6 +81,35 @@ public static class CudaCheck
                 return ($"losses {string.Join(" ", losses.Select(l => l.ToString("F4")))} (CPU {string.Join(" ", cpuLosses.Select(l => l.ToString("F4")))}), " +
                         $"max |loss diff| {lossDiff:G3}; final weights in {files} file(s): max |diff| {weightDiff:G3} (largest |weight| {weightScale:G3}); {seconds:F1} s on the device", ok);
             });
+        // Resume on the device: 3 steps, stop, resume to 6 against 6 in one run (kernels may not be bitwise
+        // deterministic on a GPU, so the difference is printed rather than required to be 0).
+        if (only.Contains("resume"))
+            failed += Guard($"resume on {device}", () =>
+            {
+                var o = Options(repo, tiny, classes, Path.Combine(work, "resume-full"), deviceName);
+                var (full, fullOut, _) = Train(o);
+                var half = DreamBoothTrainer.Train(o with { OutputDirectory = Path.Combine(work, "resume-half"), MaxTrainSteps = 3 }, new TrainingEvents(), CancellationToken.None);
+                var resumed = new List<double>();
+                var result = DreamBoothTrainer.Resume(half.OutputDirectory, 6, new TrainingEvents { Progress = p => { if (p.Phase == "training") resumed.Add(p.Loss ?? double.NaN); } }, CancellationToken.None);
+                var (weightDiff, _, files) = CompareWeights(fullOut, result.OutputDirectory);
+                double lossDiff = full.Skip(3).Zip(resumed, (a, b) => Math.Abs(a - b)).DefaultIfEmpty(double.NaN).Max();
+                return ($"steps 4-6 resumed: losses {string.Join(" ", resumed.Select(l => l.ToString("F4")))} (one run {string.Join(" ", full.Skip(3).Select(l => l.ToString("F4")))}), " +
+                        $"max |loss diff| {lossDiff:G3}; weights in {files} file(s) max |diff| {weightDiff:G3}", result.Steps == 6 && resumed.Count == 3 && double.IsFinite(weightDiff));
+            });
+
+        // Validation images during training (the pipeline built from the training models, on the device).
+        if (only.Contains("validation"))
+            failed += Guard($"validation images on {device}", () =>
+            {
+                int images = 0;
+                var o = Options(repo, tiny, classes, Path.Combine(work, "validation"), deviceName) with
+                {
+                    ValidationPrompts = new[] { "a photo of sks toy" }, ValidationSteps = 3, NumValidationImages = 1, ValidationInferenceSteps = 3,
+                };
+                var result = DreamBoothTrainer.Train(o, new TrainingEvents { ValidationImage = _ => images++ }, CancellationToken.None);
+                return ($"{images} validation image(s) in {result.Steps} steps", images >= 2);
+            });
+
         Console.WriteLine($"cuda-check: {failed} check(s) failed");
         return failed == 0 ? 0 : 1;
     }

@@ -16,7 +16,7 @@ SITE=$(python3 -c 'import importlib.util as u;print(u.find_spec("torch").submodu
 export LD_LIBRARY_PATH=${TORCH_LIB:-$SITE/lib} DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/env.txt"
 cd "$B"
-stage 150 cuda-check.txt ./DreamBooth.Benchmark cuda-check cuda /tmp/cc ${CHECKS:-fp32,checkpointing,selective,8bit,offload,cache-latents,text-encoder,set-grads-to-none,fp16,bf16,lora,16GB,12GB,8GB}
+stage 150 cuda-check.txt ./DreamBooth.Benchmark cuda-check cuda /tmp/cc ${CHECKS:-fp32,checkpointing,selective,8bit,offload,cache-latents,text-encoder,set-grads-to-none,fp16,bf16,lora,16GB,12GB,8GB,resume,validation}
 for r in ${RECIPES:-fp32 checkpointing 8bit 12GB bf16 fp16 8GB 16GB}; do
   stage 60 train-sd14.txt ./DreamBooth.Benchmark train-sd14 $r 6 /tmp/sd14 --device cuda
 done
