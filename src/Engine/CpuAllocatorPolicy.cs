@@ -41,8 +41,8 @@ public static class CpuAllocatorPolicy
         if (Interlocked.Exchange(ref s_applied, 1) != 0 || !OperatingSystem.IsLinux() || Disabled) return;
         try
         {
-            if (getenv("THP_MEM_ALLOC_ENABLE") != IntPtr.Zero) s_hugePages = "THP_MEM_ALLOC_ENABLE set by the environment";
-            else if (setenv("THP_MEM_ALLOC_ENABLE", "1", 0) == 0) s_hugePages = "libtorch blocks ≥ 2 MiB on transparent huge pages";
+            if (CEnvironment.Get("THP_MEM_ALLOC_ENABLE") is not null) s_hugePages = "THP_MEM_ALLOC_ENABLE set by the environment";
+            else if (CEnvironment.SetIfUnset("THP_MEM_ALLOC_ENABLE", "1")) s_hugePages = "libtorch blocks ≥ 2 MiB on transparent huge pages";
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { s_available = false; }
     }
@@ -63,6 +63,4 @@ public static class CpuAllocatorPolicy
     }
 
     [DllImport("libc.so.6")] static extern int mallopt(int param, int value);
-    [DllImport("libc.so.6")] static extern IntPtr getenv(string name);
-    [DllImport("libc.so.6")] static extern int setenv(string name, string value, int overwrite);
 }

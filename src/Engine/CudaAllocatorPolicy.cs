@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace DreamBooth.Engine;
 
 /// <summary>
@@ -30,9 +28,8 @@ public static class CudaAllocatorPolicy
         if (Disabled) { s_description = "libtorch default (DREAMBOOTH_CUDA_ALLOCATOR=default)"; return; }
         try
         {
-            // libtorch reads the C environment (getenv): .NET's Environment.SetEnvironmentVariable does not reach it on Unix.
-            if (getenv(Variable) is var set && set != IntPtr.Zero) s_description = $"{Variable}={Marshal.PtrToStringUTF8(set)} (set by the environment)";
-            else if (setenv(Variable, ExpandableSegments, 0) == 0) s_description = $"{Variable}={ExpandableSegments}";
+            if (CEnvironment.Get(Variable) is string set) s_description = $"{Variable}={set} (set by the environment)";
+            else if (CEnvironment.SetIfUnset(Variable, ExpandableSegments)) s_description = $"{Variable}={ExpandableSegments}";
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { s_description = "libtorch default (not glibc)"; }
     }
@@ -43,11 +40,8 @@ public static class CudaAllocatorPolicy
         get
         {
             if (!OperatingSystem.IsLinux()) return null;
-            try { var p = getenv(Variable); return p == IntPtr.Zero ? null : Marshal.PtrToStringUTF8(p); }
+            try { return CEnvironment.Get(Variable); }
             catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return null; }
         }
     }
-
-    [DllImport("libc.so.6")] static extern IntPtr getenv(string name);
-    [DllImport("libc.so.6")] static extern int setenv(string name, string value, int overwrite);
 }
