@@ -63,6 +63,13 @@ internal sealed class AutogradCallbacks
         foreach (var t in released) t.Dispose();
     }
 
+    /// <summary>
+    /// Called at the end of each checkpointed block's backward (after its recompute has given its parameters their
+    /// gradients), on the thread libtorch runs it on; the trainer's <c>Training.GradientOffload</c> moves gradients off
+    /// the device there. Set and cleared by the thread that runs the forwards.
+    /// </summary>
+    public Action? AfterCheckpointBackward { get; set; }
+
     /// <summary>Keeps the first exception raised inside a backward callback.</summary>
     public void Stash(Exception e) => Interlocked.CompareExchange(ref _pending, e, null);
 

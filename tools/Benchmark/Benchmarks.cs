@@ -207,7 +207,7 @@ public static class Benchmarks
     }
 
     /// <summary>A diffusers folder with SD-1.4 configs and random weights (tokenizer and scheduler from the tiny fixture: same vocabulary and schedule).</summary>
-    static string EnsureRandomPipeline(string repo, string dir)
+    internal static string EnsureRandomPipeline(string repo, string dir)
     {
         if (File.Exists(Path.Combine(dir, "model_index.json"))) return dir;
         var configs = Path.Combine(repo, "tests/fixtures/configs/sd-v1-4");

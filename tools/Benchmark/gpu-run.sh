@@ -1,7 +1,8 @@
 #!/bin/bash
 # On a GPU machine with PyTorch (CUDA build) and no .NET: unpacks .devrun/bench.tar.xz (tools/Benchmark/gpu-bundle.sh)
 # inside the repository (the benchmark finds the fixtures from there), points TorchSharp's bridge at the wheel's
-# libtorch, and runs cuda-check, then train-sd14 per recipe, each stage under a time limit so the whole run ends
+# libtorch, and runs cuda-check, offload-sd14, then train-sd14 per recipe (the 8GB recipe first: its gradient offload is
+# the newest thing to measure), each stage under a time limit so the whole run ends
 # within BUDGET seconds. Logs go to $OUT (default ./gpu-out). The eighth pass in docs/benchmarks.md ran this.
 set -u
 OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
@@ -16,8 +17,9 @@ SITE=$(python3 -c 'import importlib.util as u;print(u.find_spec("torch").submodu
 export LD_LIBRARY_PATH=${TORCH_LIB:-$SITE/lib} DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/env.txt"
 cd "$B"
-stage 150 cuda-check.txt ./DreamBooth.Benchmark cuda-check cuda /tmp/cc ${CHECKS:-fp32,checkpointing,selective,8bit,offload,cache-latents,text-encoder,set-grads-to-none,fp16,bf16,lora,16GB,12GB,8GB,resume,validation}
-for r in ${RECIPES:-fp32 checkpointing 8bit 12GB bf16 fp16 8GB 16GB}; do
+stage 150 cuda-check.txt ./DreamBooth.Benchmark cuda-check cuda /tmp/cc ${CHECKS:-offload,8GB,resume,validation,fp32,checkpointing,selective,8bit,cache-latents,text-encoder,set-grads-to-none,fp16,bf16,lora,16GB,12GB}
+stage 60 offload-sd14.txt ./DreamBooth.Benchmark offload-sd14 /tmp/sd14 --device cuda
+for r in ${RECIPES:-8GB 12GB fp32 checkpointing 8bit bf16 fp16 16GB}; do
   stage 60 train-sd14.txt ./DreamBooth.Benchmark train-sd14 $r 6 /tmp/sd14 --device cuda
 done
 for r in ${NOPRIOR_RECIPES:-fp32 checkpointing}; do

@@ -104,7 +104,7 @@
                 Use8BitAdam = 'Keep AdamW state in 8 bits (--use_8bit_adam).'
                 SetGradsToNone = 'Free gradients instead of zeroing them (--set_grads_to_none).'
                 AllowTf32 = 'Run fp32 matrix products in TF32 on CUDA GPUs of the Ampere generation and later (--allow_tf32): faster training at about 10 bits of mantissa in the products. Set for the run only; no effect on the CPU.'
-                OffloadOptimizerState = 'Keep optimizer state in CPU memory.'
+                OffloadOptimizerState = 'Keep optimizer state in CPU memory and run the AdamW update there (the guide''s DeepSpeed ZeRO-2 CPU offload for 8 GB cards). On a GPU the gradients move to CPU memory too, each as soon as backward has produced it (at the end of each checkpointed block with -GradientCheckpointing), so the card never holds all of them. Same weights as without offloading.'
                 CacheLatents = 'Encode each image with the VAE once (needs -CenterCrop, no -RandomFlip).'
                 MemoryEfficientAttention = 'Accepted for compatibility with --enable_xformers_memory_efficient_attention; attention always uses scaled_dot_product_attention.'
                 ConfigFile = 'A JSON or .psd1 file of settings named like these parameters or like diffusers'' flags; parameters on the command line win.'

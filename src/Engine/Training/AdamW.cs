@@ -76,13 +76,22 @@ public sealed class AdamW : IDisposable
     /// scaling the gradients in place first (gradient clipping, <see cref="GradientClipping.ClipCoefficient"/>) without
     /// the extra pass over them; the stored gradients are left as they are.
     /// </summary>
-    public void Step(double lr, float gradScale)
+    public void Step(double lr, float gradScale) => Step(lr, gradScale, null);
+
+    /// <summary>
+    /// <see cref="Step(double, float)"/> with the gradients given in parameter order instead of read from the parameters
+    /// (null: none for that parameter): the host copies of <see cref="GradientOffload"/>. They are left as they are.
+    /// </summary>
+    public void Step(double lr, float gradScale, IReadOnlyList<Tensor?>? gradients)
     {
+        if (gradients is not null && gradients.Count != _params.Count)
+            throw new ArgumentException($"{gradients.Count} gradients for {_params.Count} parameters.", nameof(gradients));
         using var noGrad = torch.no_grad();
-        foreach (var (name, p) in _params)
+        for (int i = 0; i < _params.Count; i++)
         {
+            var (name, p) = _params[i];
             using var scope = torch.NewDisposeScope();
-            var grad = p.grad;
+            var grad = gradients is null ? p.grad : gradients[i];
             if (grad is null) continue;
             var device = StateDevice ?? p.device;
             var state = GetOrCreateState(name, p, device);

@@ -12,7 +12,7 @@ public sealed record AdamWOptions
 
     /// <summary>
     /// Where the moments live and the update is computed; null = on each parameter's device. CPU here is
-    /// <c>-OffloadOptimizerState</c>: grads are copied to the CPU, the update runs there and the new value is copied
+    /// <c>-OffloadOptimizerState</c>: grads are copied to the CPU (or given there, <see cref="GradientOffload"/>), the update runs there and the new value is copied
     /// back into the parameter.
     /// </summary>
     public Device? StateDevice { get; init; }

@@ -61,6 +61,7 @@ public sealed record DreamBoothOptions
     public bool SelectiveCheckpointing { get; init; }
     public bool Use8BitAdam { get; init; }
     public bool SetGradsToNone { get; init; }
+    /// <summary>AdamW state and update on the CPU; on a GPU the gradients move there during backward too (<see cref="GradientOffload"/>).</summary>
     public bool OffloadOptimizerState { get; init; }
     public bool CacheLatents { get; init; }
     /// <summary>diffusers' --allow_tf32: fp32 matrix products in TF32 on CUDA (Ampere and later) during the run (<see cref="Tf32"/>).</summary>

@@ -34,6 +34,7 @@ public sealed class DreamBoothTrainer : IDisposable
     DDPMScheduler _noiseScheduler = null!;
     ConfigJson _schedulerConfig = null!;
     AdamW _optimizer = null!;
+    GradientOffload? _gradientOffload;   // -OffloadOptimizerState on a GPU: gradients on the host
     Func<int, double> _lrLambda = null!;
     DreamBoothDataset _dataset = null!;
     List<(string Name, Parameter Param)> _trainable = null!;
@@ -141,6 +142,7 @@ public sealed class DreamBoothTrainer : IDisposable
         double lr = _o.ScaleLearningRate ? _o.LearningRate * _o.GradientAccumulationSteps * _o.TrainBatchSize : _o.LearningRate;
         _lrLambda = LearningRateSchedules.Create(_o.LearningRateScheduler, _o.LearningRateWarmupSteps, maxSteps, _o.LearningRateNumCycles, _o.LearningRatePower, baseLr: lr);
         CreateOptimizer();
+        using var collectGradients = _gradientOffload?.CollectAfterCheckpointedBlocks();
         if (_o.MixedPrecision == "fp16") _scaler = new DynamicLossScaler();
         if (_o.CacheLatents) CacheLatents(total);
         else _latentCache = new LatentCache(_vae, _frozenDType, _device);
@@ -200,17 +202,24 @@ public sealed class DreamBoothTrainer : IDisposable
                     bool endOfEpoch = b == batchesPerEpoch - 1;
                     if (micro % _o.GradientAccumulationSteps != 0 && !endOfEpoch) continue;
 
-                    _events.AfterBackward?.Invoke(_state.GlobalStep, _trainable.Select(p => p.Param).ToList());
+                    if (_events.AfterBackward is { } afterBackward)
+                        using (torch.NewDisposeScope())
+                            afterBackward(_state.GlobalStep, _gradientOffload?.Gradients ?? _trainable.Select(p => (Tensor?)p.Param.grad).ToList());
                     double stepLr = lr * _lrLambda(_state.GlobalStep);
+                    var hostGradients = _gradientOffload?.Gradients;
                     // fp16: unscale, and on inf/NaN skip the step and halve the scale (GradScaler); otherwise clip and step.
-                    bool scaledFinite = _scaler?.UnscaleAndCheck(_trainable.Select(p => p.Param)) ?? true;
+                    bool scaledFinite = _scaler is null ? true
+                        : hostGradients is null ? _scaler.UnscaleAndCheck(_trainable.Select(p => p.Param)) : _scaler.UnscaleAndCheck(hostGradients);
                     // Clipping's factor is applied as AdamW reads each gradient (one pass over them less).
-                    var (gradNorm, clip) = scaledFinite ? GradientClipping.ClipCoefficient(_trainable.Select(p => p.Param), _o.MaxGradNorm) : (double.PositiveInfinity, 1f);
-                    if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr, clip);
+                    var (gradNorm, clip) = !scaledFinite ? (double.PositiveInfinity, 1f)
+                        : hostGradients is null ? GradientClipping.ClipCoefficient(_trainable.Select(p => p.Param), _o.MaxGradNorm)
+                        : GradientClipping.ClipCoefficientOfGradients(hostGradients.OfType<Tensor>().ToList(), _o.MaxGradNorm);
+                    if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr, clip, hostGradients);
                     else if (_scaler is not null) _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: fp16 gradients overflowed at loss scale {_scaler.LossScale}; the update was skipped and the scale halved.");
                     else _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: gradient norm is {gradNorm}; the update was skipped so the weights stay intact.");
                     if (_scaler is not null) { _scaler.Update(double.IsFinite(gradNorm)); _state.LossScaler = _scaler.GetState(); }
                     _optimizer.ZeroGrad(_o.SetGradsToNone);
+                    _gradientOffload?.Zero(_o.SetGradsToNone);
                     _state.GlobalStep++;
                     _state.BatchInEpoch = b + 1;
                     lastLoss = accumulated / Math.Max(1, micro);
@@ -248,6 +257,11 @@ public sealed class DreamBoothTrainer : IDisposable
         SavePipeline();
         deviceMemory.Sample();
         if (deviceMemory.PeakBytes is long peak) _events.Log?.Invoke($"Peak device memory: {peak / 1073741824.0:F2} GB ({deviceMemory.Source}).");
+        if (_gradientOffload is not null)
+        {
+            _events.Log?.Invoke($"Gradients held by the device at once: at most {_gradientOffload.PeakCollectedBytes / 1073741824.0:F2} GB of {_gradientOffload.HostBytes / 1073741824.0:F2} GB (the rest on the host).");
+            _events.GradientOffloadDone?.Invoke(_gradientOffload);
+        }
         return new TrainingResult(Path.GetFullPath(_o.OutputDirectory), _state.GlobalStep, _state.Epoch + 1, lastLoss, total.Elapsed,
             completed, _checkpoints.ToList(), _o) { PeakDeviceMemoryBytes = deviceMemory.PeakBytes };
     }
@@ -294,6 +308,7 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_scaler is not null) loss = _scaler.Scale(loss);
         loss.backward();
         GradientCheckpoint.ThrowPendingError();
+        _gradientOffload?.Collect();   // what the checkpointed blocks' callbacks did not take: parameters outside them
         return result.Loss.item<float>();
     }
 
@@ -398,6 +413,13 @@ public sealed class DreamBoothTrainer : IDisposable
             Beta1 = _o.AdamBeta1, Beta2 = _o.AdamBeta2, Eps = _o.AdamEpsilon, WeightDecay = _o.AdamWeightDecay,
             Use8Bit = _o.Use8BitAdam, StateDevice = _o.OffloadOptimizerState ? torch.CPU : null,
         });
+        // DeepSpeed's offload moves the gradients too; on the CPU there is nowhere to move them (the test hook makes the
+        // same moves there, so the path runs without a GPU).
+        if (_o.OffloadOptimizerState && (_device.type != DeviceType.CPU || _events.OffloadGradientsOnCpu))
+        {
+            _gradientOffload = new GradientOffload(_trainable);
+            _events.Log?.Invoke("-OffloadOptimizerState: gradients move to the host as each checkpointed block's backward produces them.");
+        }
     }
 
     void EnsureClassImages(CancellationToken cancellation)
@@ -528,6 +550,7 @@ public sealed class DreamBoothTrainer : IDisposable
         _latentCache?.Dispose();
         if (_promptEmbeddings is not null) foreach (var t in _promptEmbeddings.Values) t.Dispose();
         _optimizer?.Dispose();
+        _gradientOffload?.Dispose();
         _unetLora?.Dispose();
         _textEncoderLora?.Dispose();
         _unet?.Dispose();

@@ -42,14 +42,20 @@ public sealed class DynamicLossScaler
     /// </summary>
     public bool UnscaleAndCheck(IEnumerable<Parameter> parameters)
     {
+        using var scope = torch.NewDisposeScope();   // the handles p.grad returns
+        return UnscaleAndCheck(parameters.Select(p => p.grad));
+    }
+
+    /// <summary><see cref="UnscaleAndCheck(IEnumerable{Parameter})"/> on given gradients (nulls skipped), e.g. host copies.</summary>
+    public bool UnscaleAndCheck(IEnumerable<Tensor?> gradients)
+    {
         using var scope = torch.NewDisposeScope();
         float invScale = (float)(1.0 / LossScale);
         Tensor? foundInf = null;
         using (torch.no_grad())
         {
-            foreach (var p in parameters)
+            foreach (var g in gradients)
             {
-                var g = p.grad;
                 if (g is null) continue;
                 g.mul_(invScale);
                 // Accumulated on the gradients' device: a copy to the host per parameter would be a sync per parameter on CUDA.

@@ -120,6 +120,7 @@ public static class GradientCheckpoint
                     if (pairs.Length > 0)
                         torch.autograd.backward(pairs.Select(q => q.First).ToList(), pairs.Select(q => q.Second).ToList());
                 }
+                callbacks.AfterCheckpointBackward?.Invoke();   // this block's parameters have their gradients now
                 foreach (var x in detached)
                 {
                     var g = x.requires_grad ? x.grad : null;

@@ -16,7 +16,7 @@ public static class GradientClipping
     {
         using var scope = torch.NewDisposeScope();   // the handles p.grad returns keep their storage alive until disposed
         var grads = parameters.Select(p => p.grad).OfType<Tensor>().ToList();
-        var (totalNorm, coefficient) = ClipCoefficient(grads, maxNorm);
+        var (totalNorm, coefficient) = ClipCoefficientOfGradients(grads, maxNorm);
         if (coefficient != 1f)
             using (torch.no_grad())
                 foreach (var g in grads) g.mul_(coefficient);   // float32 × float32, as PyTorch's mul_ by its float32 coefficient
@@ -34,10 +34,11 @@ public static class GradientClipping
         // Each p.grad is a new handle that keeps the gradient's storage alive until disposed: left to the finalizer,
         // gradients released afterwards (-SetGradsToNone) would stay resident into the next backward (+3.4 GB on SD-1.4).
         using var scope = torch.NewDisposeScope();
-        return ClipCoefficient(parameters.Select(p => p.grad).OfType<Tensor>().ToList(), maxNorm);
+        return ClipCoefficientOfGradients(parameters.Select(p => p.grad).OfType<Tensor>().ToList(), maxNorm);
     }
 
-    static (double TotalNorm, float Coefficient) ClipCoefficient(List<Tensor> grads, double maxNorm)
+    /// <summary><see cref="ClipCoefficient(IEnumerable{Parameter}, double)"/> of given gradients (e.g. host copies).</summary>
+    public static (double TotalNorm, float Coefficient) ClipCoefficientOfGradients(IReadOnlyList<Tensor> grads, double maxNorm)
     {
         if (grads.Count == 0) return (0.0, 1f);
         using var scope = torch.NewDisposeScope();

@@ -38,10 +38,11 @@ public static class MemoryProfiles
             case "8GB":
                 // Guide, "8GB GPU": DeepSpeed stage 2 with CPU offload of optimizer state, --gradient_checkpointing,
                 // --mixed_precision=fp16, --sample_batch_size=1; 8-bit Adam is not used (incompatible with DeepSpeed).
-                // DeepSpeed's parameter offload has no equivalent here: weights stay on the device.
+                // Like ZeRO-Offload, gradients leave the device as backward produces them (GradientOffload); DeepSpeed's
+                // parameter offload has no equivalent here: fp32 weights stay on the device.
                 Note(o.GradientCheckpointing, "-GradientCheckpointing", "recompute UNet block activations in backward");
                 Note(o.MixedPrecision == "fp16", "-MixedPrecision fp16", "frozen VAE/text encoder in fp16, UNet compute in fp16 with dynamic loss scaling");
-                Note(o.OffloadOptimizerState, "-OffloadOptimizerState", "optimizer state and update on the CPU (DeepSpeed offload_optimizer)");
+                Note(o.OffloadOptimizerState, "-OffloadOptimizerState", "optimizer state and update on the CPU, gradients moved there during backward (DeepSpeed offload_optimizer)");
                 Note(o.SampleBatchSize == 1, "-SampleBatchSize 1", "class images generated one at a time");
                 o = o with { GradientCheckpointing = true, MixedPrecision = "fp16", OffloadOptimizerState = true, SampleBatchSize = 1 };
                 break;

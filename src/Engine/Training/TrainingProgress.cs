@@ -30,6 +30,13 @@ public sealed class TrainingEvents
     public Action<string>? Warning { get; init; }
     /// <summary>Asked before deleting old checkpoints beyond the limit (ShouldProcess); null = yes.</summary>
     public Func<string, bool>? ConfirmDelete { get; init; }
-    /// <summary>Test hook: called after each accumulated backward, before unscaling/clipping, with the step index and trainable parameters.</summary>
-    internal Action<int, IReadOnlyList<TorchSharp.Modules.Parameter>>? AfterBackward { get; init; }
+    /// <summary>
+    /// Test hook: called after each accumulated backward, before unscaling/clipping, with the step index and the
+    /// gradients of the trainable parameters in their order (null: none; the host copies when they are offloaded).
+    /// </summary>
+    internal Action<int, IReadOnlyList<TorchSharp.torch.Tensor?>>? AfterBackward { get; init; }
+    /// <summary>Test hook: -OffloadOptimizerState also moves gradients on the CPU (a copy there), so that path runs without a GPU.</summary>
+    internal bool OffloadGradientsOnCpu { get; init; }
+    /// <summary>Test hook: the run's gradient offload, when it has one, after training (for its peak figures).</summary>
+    internal Action<GradientOffload>? GradientOffloadDone { get; init; }
 }
