@@ -45,6 +45,16 @@ Describe 'Start-DreamBoothTraining' {
             ($more | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Steps | Should -Be 6
             @(Get-ChildItem $out -Directory -Filter 'checkpoint-*').Name | Should -Be @('checkpoint-6')
         }
+        It 'Resume-DreamBoothTraining can turn on memory switches, which the run then records' {
+            $more = Resume-DreamBoothTraining -Path $out -MaxTrainSteps 7 -GradientCheckpointing -SetGradsToNone -Confirm:$false -Verbose 4>&1
+            @($more | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message |
+                Should -Contain 'Resuming with -GradientCheckpointing (memory; what is learned stays the same).'
+            $model = $more | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
+            $model.Steps | Should -Be 7
+            $model.Settings.GradientCheckpointing | Should -BeTrue
+            $model.Settings.SetGradsToNone | Should -BeTrue
+            $model.Settings.OffloadOptimizerState | Should -BeFalse
+        }
         It 'refuses an output folder that already has checkpoints' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory $out -MaxTrainSteps 2 } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidOperation'

@@ -116,11 +116,18 @@
         }
         'Resume-DreamBoothTraining' = @{
             Synopsis = 'Continues a DreamBooth run exactly where a checkpoint left it (the latest, or a given checkpoint-N).'
-            Description = 'Restores weights, optimizer, learning-rate schedule, data order and random state from the checkpoint and trains on with the run''s settings.'
-            Examples = @(@{ Code = 'Resume-DreamBoothTraining -Path ./sks-dog-model -MaxTrainSteps 800'; Remarks = 'Trains a stopped or finished run on to step 800.' })
+            Description = 'Restores weights, optimizer, learning-rate schedule, data order and random state from the checkpoint and trains on with the run''s settings. A run that ran out of memory saved such a checkpoint; its error names the switches that lower memory. -GradientCheckpointing, -SelectiveCheckpointing, -OffloadOptimizerState and -SetGradsToNone can be turned on here: they change where and when things are computed, not what is learned (offloading and releasing gradients give the same weights bit for bit; checkpointing equal gradients to float rounding). Switches that change the training itself (8-bit Adam, mixed precision, resolution, batch size) need a new run.'
+            Examples = @(
+                @{ Code = 'Resume-DreamBoothTraining -Path ./sks-dog-model -MaxTrainSteps 800'; Remarks = 'Trains a stopped or finished run on to step 800.' }
+                @{ Code = 'Resume-DreamBoothTraining -Path ./sks-dog-model -GradientCheckpointing -OffloadOptimizerState'; Remarks = 'Continues a run that ran out of GPU memory, with less memory from here on.' }
+            )
             Parameters = @{
                 Path = 'The run''s output folder (resumes from its latest checkpoint) or one checkpoint-N folder.'
                 MaxTrainSteps = 'Train to this many steps in total (more than the checkpoint''s step). Default: the run''s own setting.'
+                GradientCheckpointing = 'From here on, recompute UNet resnets and transformer blocks (and trained text encoder layers) in backward: less memory, about one more forward per step.'
+                SelectiveCheckpointing = 'From here on, recompute only the UNet blocks'' norm + activation pairs and feed-forward GEGLUs in backward.'
+                OffloadOptimizerState = 'From here on, keep the AdamW state in CPU memory and update there; on a GPU the gradients move to CPU memory during backward too. Same weights.'
+                SetGradsToNone = 'From here on, release gradients after each step instead of zeroing them. Same weights.'
             }
         }
         'Clear-DreamBoothModelCache' = @{

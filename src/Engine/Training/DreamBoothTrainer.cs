@@ -70,7 +70,9 @@ public sealed class DreamBoothTrainer : IDisposable
     }
 
     /// <summary>Continues from OUTPUT (latest checkpoint) or OUTPUT/checkpoint-N, optionally to a new step count.</summary>
-    public static TrainingResult Resume(string path, int? maxTrainSteps, TrainingEvents events, CancellationToken cancellation)
+    /// <param name="memory">memory switches to turn on for the rest of the run (e.g. after running out of memory).</param>
+    public static TrainingResult Resume(string path, int? maxTrainSteps, TrainingEvents events, CancellationToken cancellation,
+        ResumeMemorySwitches? memory = null)
     {
         var checkpoint = CheckpointStore.FindForResume(path);
         var state = CheckpointStore.ReadState(checkpoint);
@@ -80,6 +82,11 @@ public sealed class DreamBoothTrainer : IDisposable
             MaxTrainSteps = maxTrainSteps ?? state.Options.MaxTrainSteps,
             OutputDirectory = Path.GetDirectoryName(Path.GetFullPath(checkpoint))!,
         };
+        if (memory is not null)
+        {
+            (options, var turnedOn) = memory.ApplyTo(options);
+            foreach (var s in turnedOn) events.Log?.Invoke($"Resuming with {s} (memory; what is learned stays the same).");
+        }
         if (maxTrainSteps is int m && m <= state.GlobalStep)
             throw new ArgumentOutOfRangeException(nameof(maxTrainSteps), m, $"The checkpoint is already at step {state.GlobalStep}; -MaxTrainSteps must be larger to train further.");
         Preflight(options, resuming: true);
@@ -151,6 +158,7 @@ public sealed class DreamBoothTrainer : IDisposable
         if (resume is { } r)
         {
             _state = r.State;
+            _state.Options = _o;   // what this run uses (a new -MaxTrainSteps, resume switches, where the folder is now)
             _optimizer.LoadState(Path.Combine(r.Path, CheckpointStore.OptimizerFile));
             if (_scaler is not null && _state.LossScaler is not null) _scaler.LoadState(_state.LossScaler);
             _events.Log?.Invoke($"Resuming from {r.Path} at step {_state.GlobalStep} (epoch {_state.Epoch}, batch {_state.BatchInEpoch}).");
@@ -239,6 +247,29 @@ public sealed class DreamBoothTrainer : IDisposable
                     if (_state.GlobalStep >= maxSteps) break;
                 }
             }
+        }
+        catch (Exception e) when (OutOfMemory.Is(e))
+        {
+            // Out of memory: free the failed step's gradients, keep what was learned up to the last optimizer step
+            // (resumable, as on Ctrl+C), and say which switches lower memory.
+            completed = false;
+            _optimizer.ZeroGrad(setToNone: true);
+            _gradientOffload?.Zero(setToNone: true);
+            string? saved = resume?.Path, saveError = null;
+            bool isNew = false;
+            if (_lastSync is not null && stepsThisSession > 0)
+            {
+                try
+                {
+                    _events.Log?.Invoke($"Out of memory: saving a resumable checkpoint at step {_lastSync.GlobalStep}.");
+                    SaveCheckpoint(_lastSync, lastLoss, lr * _lrLambda(Math.Max(0, _lastSync.GlobalStep - 1)), prune: false);
+                    saved = _checkpoints[^1].Path; isNew = true;
+                }
+                catch (Exception se) { saveError = se.Message; saved = null; }
+            }
+            int step = (_lastSync?.GlobalStep ?? _state.GlobalStep) + 1;
+            throw new TrainingOutOfMemoryException(
+                OutOfMemoryAdvice.Build(_o, _device.ToString(), step, OutOfMemory.Describe(e), saved, isNew, saveError), e, step, saved);
         }
         catch (OperationCanceledException)
         {

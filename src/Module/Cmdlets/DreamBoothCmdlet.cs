@@ -104,13 +104,18 @@ public abstract class DreamBoothCmdlet : PSCmdlet
             ArgumentException => ErrorCategory.InvalidArgument,
             UnauthorizedAccessException => ErrorCategory.PermissionDenied,
             OperationCanceledException => ErrorCategory.OperationStopped,
-            OutOfMemoryException => ErrorCategory.ResourceUnavailable,
+            OutOfMemoryException or Engine.Training.TrainingOutOfMemoryException => ErrorCategory.ResourceUnavailable,
+            _ when Engine.OutOfMemory.Is(e) => ErrorCategory.ResourceUnavailable,   // libtorch's CUDA/CPU allocators
             InvalidOperationException => ErrorCategory.InvalidOperation,
             NotSupportedException => ErrorCategory.NotImplemented,
             IOException => ErrorCategory.WriteError,
             _ => ErrorCategory.NotSpecified,
         };
-        ThrowTerminatingError(new ErrorRecord(e, errorId ?? e.GetType().Name, category, target));
+        var record = new ErrorRecord(e, errorId ?? e.GetType().Name, category, target);
+        // libtorch's own words come with a C++ stack; say what ran out and what needs less (training says more itself).
+        if (e is not Engine.Training.TrainingOutOfMemoryException && OutOfMemory.Is(e))
+            record.ErrorDetails = new ErrorDetails($"Out of memory: {OutOfMemory.Describe(e)} Clear-DreamBoothModelCache frees the pipelines kept loaded; fp16 precision, smaller images and smaller batches need less.");
+        ThrowTerminatingError(record);
     }
 
     /// <summary>The generation inputs the parameter attributes cannot check: sizes in multiples of 8, a known scheduler.</summary>

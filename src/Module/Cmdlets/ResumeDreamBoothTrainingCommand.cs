@@ -20,6 +20,18 @@ public sealed class ResumeDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ValidateRange(1, int.MaxValue)]
     public int? MaxTrainSteps { get; set; }
 
+    /// <summary>From here on, recompute UNet block activations in backward (less memory; what is learned stays the same).</summary>
+    [Parameter] public SwitchParameter GradientCheckpointing { get; set; }
+
+    /// <summary>From here on, recompute only the cheap parts of the UNet's blocks in backward.</summary>
+    [Parameter] public SwitchParameter SelectiveCheckpointing { get; set; }
+
+    /// <summary>From here on, keep optimizer state (and on a GPU the gradients) in CPU memory; same weights.</summary>
+    [Parameter] public SwitchParameter OffloadOptimizerState { get; set; }
+
+    /// <summary>From here on, release gradients after each step instead of zeroing them; same weights.</summary>
+    [Parameter] public SwitchParameter SetGradsToNone { get; set; }
+
     protected override void ProcessRecord()
     {
         var path = ResolvePath(Path);
@@ -33,6 +45,11 @@ public sealed class ResumeDreamBoothTrainingCommand : TrainingCmdletBase
         }
         catch (Exception e) { ThrowEngineError(e, path, "InvalidCheckpoint"); }
         if (!ShouldProcess(checkpoint, "Resume DreamBooth training")) return;
-        RunTraining((events, token) => DreamBoothTrainer.Resume(checkpoint, MaxTrainSteps, events, token));
+        var memory = new ResumeMemorySwitches
+        {
+            GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing,
+            OffloadOptimizerState = OffloadOptimizerState, SetGradsToNone = SetGradsToNone,
+        };
+        RunTraining((events, token) => DreamBoothTrainer.Resume(checkpoint, MaxTrainSteps, events, token, memory));
     }
 }

@@ -92,6 +92,46 @@ public class DreamBoothTrainerTests : IDisposable
     }
 
     [Fact]
+    public void OutOfMemory_SavesAResumableCheckpoint_AndResumeMayAddMemorySwitches()
+    {
+        var o = Options("oom", 4) with { CheckpointingSteps = 100 };
+        var saved = new List<CheckpointInfo>();
+        // What libtorch's CUDA allocator throws, through TorchSharp, in the third step's backward.
+        var events = new TrainingEvents
+        {
+            CheckpointSaved = saved.Add,
+            AfterBackward = (step, _) =>
+            {
+                if (step == 2) throw new System.Runtime.InteropServices.ExternalException(
+                    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.79 GiB of which 1.02 GiB is free.\nException raised from malloc at CUDACachingAllocator.cpp");
+            },
+        };
+        var e = Assert.Throws<TrainingOutOfMemoryException>(() => DreamBoothTrainer.Train(o, events, CancellationToken.None));
+        _out.WriteLine(e.Message);
+        Assert.Equal(3, e.Step);
+        var checkpoint = Assert.Single(CheckpointStore.List(o.OutputDirectory));
+        Assert.Equal(2, checkpoint.Step);
+        Assert.Equal(checkpoint.Path, e.CheckpointPath);
+        Assert.Equal(checkpoint.Path, Assert.Single(saved).Path);   // the cmdlet emits it, as any checkpoint
+        Assert.Contains("at step 3: CUDA out of memory. Tried to allocate 2.00 GiB.", e.Message);
+        Assert.Contains($"Resume-DreamBoothTraining -Path '{o.OutputDirectory}' -GradientCheckpointing -OffloadOptimizerState -SetGradsToNone", e.Message);
+        Assert.IsType<System.Runtime.InteropServices.ExternalException>(e.InnerException);
+
+        // Offloading and releasing gradients change nothing that is learned: the resumed run ends bit for bit where an
+        // uninterrupted one does, and its checkpoints record the switches.
+        var logs = new List<string>();
+        var resumed = DreamBoothTrainer.Resume(o.OutputDirectory, null, new TrainingEvents { Log = logs.Add }, CancellationToken.None,
+            new ResumeMemorySwitches { OffloadOptimizerState = true, SetGradsToNone = true });
+        Assert.Equal(4, resumed.Steps);
+        Assert.Contains(logs, l => l.Contains("Resuming with -OffloadOptimizerState"));
+        var last = CheckpointStore.ReadState(CheckpointStore.List(o.OutputDirectory).Last().Path).Options;
+        Assert.True(last.OffloadOptimizerState && last.SetGradsToNone && !last.GradientCheckpointing);
+        var uninterrupted = DreamBoothTrainer.Train(o with { OutputDirectory = Path.Combine(_root, "no-oom") }, new TrainingEvents(), CancellationToken.None);
+        var a = Weights(uninterrupted.OutputDirectory); var b = Weights(resumed.OutputDirectory);
+        foreach (var (name, t) in a) Assert.True(t.Equals(b[name]), $"{name} differs after running out of memory and resuming");
+    }
+
+    [Fact]
     public void CheckpointsArePrunedValidatedAndTheOutputIsAPipeline()
     {
         var saved = new List<CheckpointInfo>(); var images = new List<ValidationImageInfo>();

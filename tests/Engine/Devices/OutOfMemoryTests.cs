@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+using DreamBooth.Engine.Training;
+
+namespace DreamBooth.Engine.Tests.Devices;
+
+/// <summary>Recognising "out of memory" in libtorch's words, and the advice a training run that hit it gives.</summary>
+public class OutOfMemoryTests
+{
+    const string CudaOom = "CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 7.79 GiB of which 3.56 MiB is free.\nException raised from malloc at /pytorch/c10/cuda/CUDACachingAllocator.cpp:1234 (most recent call first):\nframe #0: …";
+
+    [Theory]
+    [InlineData(CudaOom)]
+    [InlineData("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported")]
+    [InlineData("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 3435973836 bytes. Error code 12 (Cannot allocate memory)")]
+    [InlineData("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")]
+    public void LibtorchsMessages_AreOutOfMemory_AlsoWhenWrapped(string message)
+    {
+        var native = new ExternalException(message);
+        Assert.True(OutOfMemory.Is(native));
+        // A checkpointed block's recompute fails inside backward; the engine rethrows it wrapped after backward().
+        Assert.True(OutOfMemory.Is(new InvalidOperationException("Backward failed inside the engine's custom autograd: " + message.Split('\n')[0], native)));
+        Assert.True(OutOfMemory.Is(new AggregateException(native)));
+        Assert.DoesNotContain("\n", OutOfMemory.Describe(native));
+    }
+
+    [Fact]
+    public void OtherErrors_AreNot()
+    {
+        Assert.False(OutOfMemory.Is(new ExternalException("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)")));
+        Assert.False(OutOfMemory.Is(new IOException("disk full")));
+        Assert.False(OutOfMemory.Is(null));
+        Assert.True(OutOfMemory.Is(new OutOfMemoryException()));
+    }
+
+    [Fact]
+    public void Advice_OffersOnlySwitchesStillOff_ResumeOnesWhenACheckpointExists()
+    {
+        var o = new DreamBoothOptions { Model = "m", InstanceDataDirectory = "i", InstancePrompt = "p", OutputDirectory = "/runs/dog" };
+        var first = OutOfMemoryAdvice.Build(o, "cuda:0", 37, OutOfMemory.Describe(new ExternalException(CudaOom)), "/runs/dog/checkpoint-36", true, null);
+        Assert.StartsWith("Training ran out of memory on cuda:0 at step 37: CUDA out of memory. Tried to allocate 20.00 MiB.", first);
+        Assert.DoesNotContain("Exception raised from", first);
+        Assert.Contains("up to step 36 is saved in '/runs/dog/checkpoint-36'", first);
+        Assert.Contains("Resume-DreamBoothTraining -Path '/runs/dog' -GradientCheckpointing -OffloadOptimizerState -SetGradsToNone.", first);
+        Assert.Contains("-MemoryProfile 12GB or 8GB", first);
+        Assert.Contains("-Use8BitAdam, -MixedPrecision fp16, -LoRA", first);
+
+        var lean = o with { GradientCheckpointing = true, OffloadOptimizerState = true, SetGradsToNone = true, Use8BitAdam = true, MixedPrecision = "fp16" };
+        var second = OutOfMemoryAdvice.Build(lean, "cuda:0", 1, "CUDA out of memory.", null, false, null);
+        Assert.Contains("nothing to save", second);
+        Assert.DoesNotContain("Resume-DreamBoothTraining", second);
+        Assert.DoesNotContain("-Use8BitAdam", second);
+        Assert.DoesNotContain("-MixedPrecision", second);
+        Assert.Contains("a smaller -Resolution than 512", second);
+    }
+
+    [Fact]
+    public void ResumeSwitches_TurnOnlyOn_AndSayWhich()
+    {
+        var o = new DreamBoothOptions { Model = "m", InstanceDataDirectory = "i", InstancePrompt = "p", OutputDirectory = "o", SetGradsToNone = true };
+        var (changed, on) = new ResumeMemorySwitches { GradientCheckpointing = true, SetGradsToNone = true }.ApplyTo(o);
+        Assert.Equal(new[] { "-GradientCheckpointing" }, on);
+        Assert.True(changed.GradientCheckpointing && changed.SetGradsToNone && !changed.OffloadOptimizerState && !changed.SelectiveCheckpointing);
+        var (same, none) = new ResumeMemorySwitches().ApplyTo(o);
+        Assert.Empty(none);
+        Assert.Equal(o, same);
+    }
+}
