@@ -243,7 +243,12 @@ public sealed class DreamBoothTrainer : IDisposable
                     if (_state.GlobalStep % _o.CheckpointingSteps == 0 && _state.GlobalStep < maxSteps)
                         SaveCheckpoint(_lastSync, lastLoss, stepLr);
                     if (_o.HasValidation && _state.GlobalStep % _o.ValidationSteps == 0)
+                    {
+                        // Zeroed gradients are not needed until the next backward, which adds into zeros exactly as
+                        // into none: release them so the validation images have their room (3.2 GB for SD-1.4).
+                        _optimizer.ZeroGrad(setToNone: true);
                         Validate(_state.GlobalStep, cancellation);
+                    }
                     if (_state.GlobalStep >= maxSteps) break;
                 }
             }

@@ -132,6 +132,25 @@ public class DreamBoothTrainerTests : IDisposable
     }
 
     [Fact]
+    public void Validation_LeavesTheTrainingUnchanged()
+    {
+        // Validation releases the (zeroed) gradients to make room and draws from its own generator: the weights after
+        // four steps are the same bit for bit with and without validation images at step 2.
+        var plain = Options("no-validation", 4) with { WithPriorPreservation = false, CheckpointingSteps = 100 };
+        var validated = plain with
+        {
+            OutputDirectory = Path.Combine(_root, "validation-at-2"),
+            ValidationPrompts = new[] { "a photo of sks toy on a beach" }, NumValidationImages = 1, ValidationSteps = 2, ValidationInferenceSteps = 2,
+        };
+        var images = new List<ValidationImageInfo>();
+        var a = DreamBoothTrainer.Train(plain, new TrainingEvents(), CancellationToken.None);
+        var b = DreamBoothTrainer.Train(validated, new TrainingEvents { ValidationImage = images.Add }, CancellationToken.None);
+        Assert.Equal(2, images.Count);   // steps 2 and 4
+        var wa = Weights(a.OutputDirectory); var wb = Weights(b.OutputDirectory);
+        foreach (var (name, t) in wa) Assert.True(t.Equals(wb[name]), $"{name} differs with validation");
+    }
+
+    [Fact]
     public void CheckpointsArePrunedValidatedAndTheOutputIsAPipeline()
     {
         var saved = new List<CheckpointInfo>(); var images = new List<ValidationImageInfo>();
