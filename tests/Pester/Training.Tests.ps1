@@ -62,6 +62,38 @@ Describe 'Start-DreamBoothTraining' {
         }
     }
 
+    Context 'examples/SmallGpu.ps1' {
+        It 'trains with the memory profile it is given and returns the model' {
+            $example = Join-Path $PSScriptRoot '../../examples/SmallGpu.ps1'
+            $model = & $example -MemoryProfile 12GB -MaxTrainSteps 2 -OutputDirectory (Join-Path $work 'small-gpu') 6>$null
+            $model | Should -BeOfType DreamBooth.DreamBoothModel
+            $model.Steps | Should -Be 2
+            $model.Settings.GradientCheckpointing | Should -BeTrue
+            $model.Settings.Use8BitAdam | Should -BeTrue
+            $model.Settings.SetGradsToNone | Should -BeTrue
+        }
+        It 'resumes a run that ran out of memory with the switches that lower memory' {
+            # Start-DreamBoothTraining trains for real, then stops as the trainer does when the card is full: with a
+            # saved checkpoint and a TrainingOutOfMemoryException error. The example must resume it.
+            Mock Start-DreamBoothTraining {
+                $real = Get-Command Start-DreamBoothTraining -CommandType Cmdlet
+                $p = @{} + $PesterBoundParameters
+                $null = & $real @p
+                $e = [Exception]::new('Training ran out of memory on cuda:0 at step 3: CUDA out of memory. Tried to allocate 2.00 GiB.')
+                $e | Add-Member -NotePropertyName CheckpointPath -NotePropertyValue (Join-Path $p.OutputDirectory 'checkpoint-2')
+                throw [System.Management.Automation.ErrorRecord]::new($e, 'TrainingOutOfMemoryException', 'ResourceUnavailable', $null)
+            }
+            $example = Join-Path $PSScriptRoot '../../examples/SmallGpu.ps1'
+            $model = & $example -MemoryProfile None -MaxTrainSteps 2 -OutputDirectory (Join-Path $work 'small-gpu-oom') -WarningVariable warned 6>$null 3>$null
+            Should -Invoke Start-DreamBoothTraining -Times 1 -Exactly
+            $warned | Should -Match 'CUDA out of memory'
+            $model | Should -BeOfType DreamBooth.DreamBoothModel
+            $model.Settings.OffloadOptimizerState | Should -BeTrue
+            $model.Settings.SetGradsToNone | Should -BeTrue
+            $model.Settings.GradientCheckpointing | Should -BeTrue
+        }
+    }
+
     Context 'bad input fails before training' {
         It 'an empty instance folder' {
             $empty = New-Item -ItemType Directory (Join-Path $work 'empty')
