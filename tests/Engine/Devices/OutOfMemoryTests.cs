@@ -51,6 +51,12 @@ public class OutOfMemoryTests
         Assert.DoesNotContain("-Use8BitAdam", second);
         Assert.DoesNotContain("-MixedPrecision", second);
         Assert.Contains("a smaller -Resolution than 512", second);
+
+        // Host memory: the optimizer state is on the CPU already, and fp16 would not make a CPU run smaller.
+        var host = OutOfMemoryAdvice.Build(o, "cpu", 5, "DefaultCPUAllocator: can't allocate memory", "/runs/dog/checkpoint-4", true, null);
+        Assert.Contains("-Path '/runs/dog' -GradientCheckpointing -SetGradsToNone.", host);
+        Assert.DoesNotContain("-OffloadOptimizerState", host);
+        Assert.DoesNotContain("-MixedPrecision", host);
     }
 
     [Fact]
