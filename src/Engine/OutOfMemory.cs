@@ -21,19 +21,20 @@ public static class OutOfMemory
     {
         for (; e is not null; e = e.InnerException)
         {
-            if (e is OutOfMemoryException) return true;
+            if (Says(e)) return true;
             if (e is AggregateException agg && agg.InnerExceptions.Any(Is)) return true;
-            if (Signs.Any(s => e.Message.Contains(s, StringComparison.OrdinalIgnoreCase))) return true;
         }
         return false;
     }
+
+    static bool Says(Exception e) => e is OutOfMemoryException || Signs.Any(s => e.Message.Contains(s, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>The first line of the innermost message that says so (libtorch's own words, without its C++ stack).</summary>
     public static string Describe(Exception e)
     {
         string? found = null;
         for (Exception? x = e; x is not null; x = x.InnerException)
-            if (Signs.Any(s => x.Message.Contains(s, StringComparison.OrdinalIgnoreCase)) || x is OutOfMemoryException) found = x.Message;
+            if (Says(x)) found = x.Message;
         var text = (found ?? e.Message).Trim();
         int nl = text.IndexOfAny(['\r', '\n']);
         return nl < 0 ? text : text[..nl].Trim();

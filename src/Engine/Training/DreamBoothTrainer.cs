@@ -210,21 +210,26 @@ public sealed class DreamBoothTrainer : IDisposable
                     bool endOfEpoch = b == batchesPerEpoch - 1;
                     if (micro % _o.GradientAccumulationSteps != 0 && !endOfEpoch) continue;
 
-                    if (_events.AfterBackward is { } afterBackward)
-                        using (torch.NewDisposeScope())
-                            afterBackward(_state.GlobalStep, _gradientOffload?.Gradients ?? _trainable.Select(p => (Tensor?)p.Param.grad).ToList());
                     double stepLr = lr * _lrLambda(_state.GlobalStep);
-                    var hostGradients = _gradientOffload?.Gradients;
-                    // fp16: unscale, and on inf/NaN skip the step and halve the scale (GradScaler); otherwise clip and step.
-                    bool scaledFinite = _scaler is null ? true
-                        : hostGradients is null ? _scaler.UnscaleAndCheck(_trainable.Select(p => p.Param)) : _scaler.UnscaleAndCheck(hostGradients);
-                    // Clipping's factor is applied as AdamW reads each gradient (one pass over them less).
-                    var (gradNorm, clip) = !scaledFinite ? (double.PositiveInfinity, 1f)
-                        : hostGradients is null ? GradientClipping.ClipCoefficient(_trainable.Select(p => p.Param), _o.MaxGradNorm)
-                        : GradientClipping.ClipCoefficientOfGradients(hostGradients.OfType<Tensor>().ToList(), _o.MaxGradNorm);
-                    if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr, clip, hostGradients);
-                    else if (_scaler is not null) _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: fp16 gradients overflowed at loss scale {_scaler.LossScale}; the update was skipped and the scale halved.");
-                    else _events.Warning?.Invoke($"Step {_state.GlobalStep + 1}: gradient norm is {gradNorm}; the update was skipped so the weights stay intact.");
+                    double gradNorm;
+                    using (torch.NewDisposeScope())   // the handles p.grad returns, released before ZeroGrad frees the gradients
+                    {
+                        // The gradients in parameter order: the host copies when offloaded, else the parameters' own.
+                        var grads = _gradientOffload?.Gradients ?? _trainable.Select(p => (Tensor?)p.Param.grad).ToList();
+                        _events.AfterBackward?.Invoke(_state.GlobalStep, grads);
+                        // fp16: unscale, and on inf/NaN skip the step and halve the scale (GradScaler); otherwise clip and step.
+                        bool scaledFinite = _scaler?.UnscaleAndCheck(grads) ?? true;
+                        // Clipping's factor is applied as AdamW reads each gradient (one pass over them less).
+                        float clip;
+                        (gradNorm, clip) = scaledFinite ? GradientClipping.ClipCoefficientOfGradients(grads.OfType<Tensor>().ToList(), _o.MaxGradNorm) : (double.PositiveInfinity, 1f);
+                        if (double.IsFinite(gradNorm)) _optimizer.Step(stepLr, clip, grads);
+                    }
+                    if (!double.IsFinite(gradNorm))
+                    {
+                        _events.Warning?.Invoke(_scaler is not null
+                            ? $"Step {_state.GlobalStep + 1}: fp16 gradients overflowed at loss scale {_scaler.LossScale}; the update was skipped and the scale halved."
+                            : $"Step {_state.GlobalStep + 1}: gradient norm is {gradNorm}; the update was skipped so the weights stay intact.");
+                    }
                     if (_scaler is not null) { _scaler.Update(double.IsFinite(gradNorm)); _state.LossScaler = _scaler.GetState(); }
                     _optimizer.ZeroGrad(_o.SetGradsToNone);
                     _gradientOffload?.Zero(_o.SetGradsToNone);
