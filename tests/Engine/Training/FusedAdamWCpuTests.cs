@@ -14,9 +14,10 @@ public class FusedAdamWCpuTests(Xunit.Abstractions.ITestOutputHelper output)
     static (float[] Fused, float[] Tensors) RunBoth(bool use8Bit, long numel, int steps)
     {
         using var scope = torch.NewDisposeScope();
-        torch.manual_seed(3);
-        var w0 = torch.randn(numel);
-        var grads = Enumerable.Range(0, steps).Select(_ => torch.randn(numel) * 0.01).ToList();
+        // A generator of the test's own: the global one is shared with test classes that run in parallel.
+        var gen = new torch.Generator(3);
+        var w0 = torch.randn(numel, generator: gen);
+        var grads = Enumerable.Range(0, steps).Select(_ => torch.randn(numel, generator: gen) * 0.01).ToList();
         var a = Param(w0); var b = Param(w0);
         var options = new AdamWOptions { WeightDecay = 0.01, Use8Bit = use8Bit };
         using var fused = new AdamW([("w", a)], options);
@@ -63,16 +64,16 @@ public class FusedAdamWCpuTests(Xunit.Abstractions.ITestOutputHelper output)
         // Gradient clipping's factor applied inside the update must give bit-for-bit the weights and state of
         // clipping first (grad.mul_(coef)) and stepping after, as the trainer did before.
         using var scope = torch.NewDisposeScope();
-        torch.manual_seed(5);
+        var gen = new torch.Generator(5);
         const long numel = (1 << 16) * 2 + 777;
-        var w0 = torch.randn(numel);
+        var w0 = torch.randn(numel, generator: gen);
         var a = Param(w0); var b = Param(w0);
         var options = new AdamWOptions { WeightDecay = 0.01, Use8Bit = use8Bit };
         using var inside = new AdamW([("w", a)], options) { FusedCpu = fusedCpu };
         using var first = new AdamW([("w", b)], options) { FusedCpu = fusedCpu };
         foreach (float coef in new[] { 0.37f, 1f, 0.0123f })
         {
-            var g = torch.randn(numel) * 0.5;
+            var g = torch.randn(numel, generator: gen) * 0.5;
             a.grad = g.clone(); b.grad = g.clone();
             inside.Step(1e-3, coef);
             using (torch.no_grad()) b.grad.mul_(coef);
