@@ -36,11 +36,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         this.upcastAttention = upcastAttention;
         int inner = heads * dimHead;
         int kvDim = crossAttentionDim ?? queryDim;
-        if (normNumGroups is int g) group_norm = Normalization.GroupNorm(g, queryDim, eps);
-        to_q = nn.Linear(queryDim, inner, hasBias: bias);
-        to_k = nn.Linear(kvDim, inner, hasBias: bias);
-        to_v = nn.Linear(kvDim, inner, hasBias: bias);
-        to_out = new ModuleList<nn.Module<Tensor, Tensor>>(nn.Linear(inner, queryDim, hasBias: outBias), nn.Dropout(dropout));
+        if (normNumGroups is int g) group_norm = Layers.GroupNorm(g, queryDim, eps);
+        to_q = Layers.Linear(queryDim, inner, hasBias: bias);
+        to_k = Layers.Linear(kvDim, inner, hasBias: bias);
+        to_v = Layers.Linear(kvDim, inner, hasBias: bias);
+        to_out = new ModuleList<nn.Module<Tensor, Tensor>>(Layers.Linear(inner, queryDim, hasBias: outBias), nn.Dropout(dropout));
         RegisterComponents();
     }
 

@@ -26,16 +26,16 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     {
         this.checkpointing = checkpointing;
         this.onlyCrossAttention = onlyCrossAttention;
-        norm1 = Normalization.LayerNorm(dim, normEps);
+        norm1 = Layers.LayerNorm(dim, normEps);
         attn1 = new Attention(dim, onlyCrossAttention ? crossAttentionDim : null, numAttentionHeads, attentionHeadDim,
             dropout, bias: attentionBias, upcastAttention: upcastAttention);
         if (crossAttentionDim is not null)
         {
-            norm2 = Normalization.LayerNorm(dim, normEps);
+            norm2 = Layers.LayerNorm(dim, normEps);
             attn2 = new Attention(dim, crossAttentionDim, numAttentionHeads, attentionHeadDim, dropout,
                 bias: attentionBias, upcastAttention: upcastAttention);
         }
-        norm3 = Normalization.LayerNorm(dim, normEps);
+        norm3 = Layers.LayerNorm(dim, normEps);
         ff = new FeedForward(dim, dropout: dropout);
         RegisterComponents();
     }

@@ -16,7 +16,7 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
     public Downsample2D(int channels, int outChannels, int padding = 1) : base(nameof(Downsample2D))
     {
         this.padding = padding;
-        conv = Convolutions.Conv2d(channels, outChannels, 3, 2, padding);
+        conv = Layers.Conv2d(channels, outChannels, 3, 2, padding);
         RegisterComponents();
     }
 

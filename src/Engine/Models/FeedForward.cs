@@ -12,7 +12,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     public FeedForward(int dim, int? dimOut = null, int mult = 4, double dropout = 0.0, bool bias = true) : base(nameof(FeedForward))
     {
         int inner = dim * mult;
-        net = new ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, inner, bias), nn.Dropout(dropout), nn.Linear(inner, dimOut ?? dim, hasBias: bias));
+        net = new ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, inner, bias), nn.Dropout(dropout), Layers.Linear(inner, dimOut ?? dim, hasBias: bias));
         RegisterComponents();
     }
 

@@ -35,14 +35,14 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         this.checkpointing = checkpointing;
         InChannels = inChannels; OutChannels = outChannels;
         this.outputScaleFactor = outputScaleFactor;
-        norm1 = Normalization.GroupNorm(groups, inChannels, eps);
-        conv1 = Convolutions.Conv2d(inChannels, outChannels, 3, 1, 1);
-        if (tembChannels is int t) time_emb_proj = nn.Linear(t, outChannels);
-        norm2 = Normalization.GroupNorm(groups, outChannels, eps);
+        norm1 = Layers.GroupNorm(groups, inChannels, eps);
+        conv1 = Layers.Conv2d(inChannels, outChannels, 3, 1, 1);
+        if (tembChannels is int t) time_emb_proj = Layers.Linear(t, outChannels);
+        norm2 = Layers.GroupNorm(groups, outChannels, eps);
         this.dropout = nn.Dropout(dropout);
-        conv2 = Convolutions.Conv2d(outChannels, outChannels, 3, 1, 1);
+        conv2 = Layers.Conv2d(outChannels, outChannels, 3, 1, 1);
         nonlinearity = Activations.Get(nonLinearity);
-        if (inChannels != outChannels) conv_shortcut = Convolutions.Conv2d(inChannels, outChannels, 1, 1, 0);
+        if (inChannels != outChannels) conv_shortcut = Layers.Conv2d(inChannels, outChannels, 1, 1, 0);
         RegisterComponents();
     }
 

@@ -13,9 +13,9 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
 
     public TimestepEmbedding(int inChannels, int timeEmbedDim, string actFn = "silu", int? outDim = null) : base(nameof(TimestepEmbedding))
     {
-        linear_1 = nn.Linear(inChannels, timeEmbedDim);
+        linear_1 = Layers.Linear(inChannels, timeEmbedDim);
         act = Activations.Get(actFn);
-        linear_2 = nn.Linear(timeEmbedDim, outDim ?? timeEmbedDim);
+        linear_2 = Layers.Linear(timeEmbedDim, outDim ?? timeEmbedDim);
         RegisterComponents();
     }
 

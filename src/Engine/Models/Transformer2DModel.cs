@@ -25,13 +25,13 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         this.useLinearProjection = useLinearProjection;
         this.checkpointing = checkpointing ?? new GradientCheckpointing();
         int inner = numAttentionHeads * attentionHeadDim;
-        norm = Normalization.GroupNorm(normNumGroups, inChannels, 1e-6);
-        proj_in = useLinearProjection ? nn.Linear(inChannels, inner) : Convolutions.Conv2d(inChannels, inner, 1, 1, 0);
+        norm = Layers.GroupNorm(normNumGroups, inChannels, 1e-6);
+        proj_in = useLinearProjection ? Layers.Linear(inChannels, inner) : Layers.Conv2d(inChannels, inner, 1, 1, 0);
         transformer_blocks = new ModuleList<BasicTransformerBlock>();
         for (int i = 0; i < numLayers; i++)
             transformer_blocks.Add(new BasicTransformerBlock(inner, numAttentionHeads, attentionHeadDim, dropout,
                 crossAttentionDim, onlyCrossAttention: onlyCrossAttention, upcastAttention: upcastAttention, checkpointing: this.checkpointing));
-        proj_out = useLinearProjection ? nn.Linear(inner, inChannels) : Convolutions.Conv2d(inner, inChannels, 1, 1, 0);
+        proj_out = useLinearProjection ? Layers.Linear(inner, inChannels) : Layers.Conv2d(inner, inChannels, 1, 1, 0);
         RegisterComponents();
     }
 

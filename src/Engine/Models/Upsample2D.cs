@@ -14,7 +14,7 @@ public sealed class Upsample2D : nn.Module<Tensor, long[]?, Tensor>
 
     public Upsample2D(int channels, int outChannels) : base(nameof(Upsample2D))
     {
-        conv = Convolutions.Conv2d(channels, outChannels, 3, 1, 1);
+        conv = Layers.Conv2d(channels, outChannels, 3, 1, 1);
         RegisterComponents();
     }
 

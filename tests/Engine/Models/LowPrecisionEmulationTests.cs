@@ -82,7 +82,7 @@ public class LowPrecisionEmulationTests(ITestOutputHelper log)
         var g = new Generator(2);
         foreach (var (stride, padding) in new[] { (1L, 1L), (2L, 1L) })
         {
-            var conv = Convolutions.Conv2d(12, 16, 3, stride, padding);
+            var conv = DreamBooth.Engine.Models.Layers.Conv2d(12, 16, 3, stride, padding);
             var x = torch.randn(new long[] { 2, 12, 10, 10 }, generator: g);
             var (emulated, native, fp32) = Three(
                 () => { using var _ = MixedPrecision.Autocast(dt); return MixedPrecision.Forward(conv, x); },
@@ -123,7 +123,7 @@ public class LowPrecisionEmulationTests(ITestOutputHelper log)
         var dt = MixedPrecision.Parse(precision)!.Value;
         using var scope = torch.NewDisposeScope();
         var g = new Generator(4);
-        var conv = Convolutions.Conv2d(8, 8, 3, 1, 1);
+        var conv = DreamBooth.Engine.Models.Layers.Conv2d(8, 8, 3, 1, 1);
         var linear = nn.Linear(8, 8);
         using (torch.no_grad())
             foreach (var p in conv.parameters().Concat(linear.parameters())) p.copy_(p.to(dt).to(ScalarType.Float32));
@@ -173,9 +173,9 @@ public class LowPrecisionEmulationTests(ITestOutputHelper log)
         {
             "linear" => nn.Linear(24, 20),
             "linear, no bias" => nn.Linear(24, 20, hasBias: false),
-            "conv 1x1" => Convolutions.Conv2d(6, 5, 1),
-            _ when layer.Contains("stride 2") => Convolutions.Conv2d(6, 5, 3, 2, 1),
-            _ => Convolutions.Conv2d(6, 5, 3, 1, 1),
+            "conv 1x1" => DreamBooth.Engine.Models.Layers.Conv2d(6, 5, 1),
+            _ when layer.Contains("stride 2") => DreamBooth.Engine.Models.Layers.Conv2d(6, 5, 3, 2, 1),
+            _ => DreamBooth.Engine.Models.Layers.Conv2d(6, 5, 3, 1, 1),
         };
         bool frozen = layer.Contains("frozen");
         if (frozen) { m.to(dt); foreach (var p in m.parameters()) p.requires_grad_(false); }

@@ -29,8 +29,8 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
             doubleZ: true, c.MidBlockAddAttention);
         decoder = new Decoder(c.LatentChannels, c.OutChannels, c.BlockOutChannels, c.LayersPerBlock, c.NormNumGroups, c.ActFn,
             c.MidBlockAddAttention);
-        if (c.UseQuantConv) quant_conv = Convolutions.Conv2d(2 * c.LatentChannels, 2 * c.LatentChannels, 1);
-        if (c.UsePostQuantConv) post_quant_conv = Convolutions.Conv2d(c.LatentChannels, c.LatentChannels, 1);
+        if (c.UseQuantConv) quant_conv = Layers.Conv2d(2 * c.LatentChannels, 2 * c.LatentChannels, 1);
+        if (c.UsePostQuantConv) post_quant_conv = Layers.Conv2d(c.LatentChannels, c.LatentChannels, 1);
         RegisterComponents();
     }
 
@@ -45,8 +45,11 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     /// <summary>Loads a diffusers <c>vae/</c> folder (config.json + diffusion_pytorch_model.safetensors); strict names and shapes.</summary>
     public static AutoencoderKL FromPretrained(string componentDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
-        var model = FromConfig(AutoencoderKLConfig.Load(Path.Combine(componentDir, ConfigName)), dtype, device);
-        StateDictLoader.Load(model, Path.Combine(componentDir, WeightsName));
+        var config = AutoencoderKLConfig.Load(Path.Combine(componentDir, ConfigName));
+        var model = EmptyWeights.Create(() => new AutoencoderKL(config), dtype, device);
+        try { StateDictLoader.Load(model, Path.Combine(componentDir, WeightsName)); }
+        catch { model.Dispose(); throw; }
+        model.eval();
         return model;
     }
 

@@ -18,7 +18,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
         bool midBlockAddAttention = true)
         : base(nameof(Decoder))
     {
-        conv_in = Convolutions.Conv2d(inChannels, blockOutChannels[^1], 3, 1, 1);
+        conv_in = Layers.Conv2d(inChannels, blockOutChannels[^1], 3, 1, 1);
         mid_block = new UNetMidBlock2D(blockOutChannels[^1], null, 1e-6, actFn, normNumGroups, midBlockAddAttention, blockOutChannels[^1]);
         var reversed = Enumerable.Reverse(blockOutChannels).ToArray();
         int output = reversed[0];
@@ -29,9 +29,9 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
             bool isFinal = i == reversed.Length - 1;
             up_blocks.Add(new UpDecoderBlock2D(prevOutput, output, layersPerBlock + 1, 1e-6, actFn, normNumGroups, !isFinal));
         }
-        conv_norm_out = Normalization.GroupNorm(normNumGroups, blockOutChannels[0], 1e-6);
+        conv_norm_out = Layers.GroupNorm(normNumGroups, blockOutChannels[0], 1e-6);
         conv_act = nn.SiLU();
-        conv_out = Convolutions.Conv2d(blockOutChannels[0], outChannels, 3, 1, 1);
+        conv_out = Layers.Conv2d(blockOutChannels[0], outChannels, 3, 1, 1);
         RegisterComponents();
     }
 

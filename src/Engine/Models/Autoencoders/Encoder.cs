@@ -18,7 +18,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
         bool doubleZ = true, bool midBlockAddAttention = true)
         : base(nameof(Encoder))
     {
-        conv_in = Convolutions.Conv2d(inChannels, blockOutChannels[0], 3, 1, 1);
+        conv_in = Layers.Conv2d(inChannels, blockOutChannels[0], 3, 1, 1);
         int output = blockOutChannels[0];
         for (int i = 0; i < blockOutChannels.Length; i++)
         {
@@ -28,9 +28,9 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
             down_blocks.Add(new DownEncoderBlock2D(input, output, layersPerBlock, 1e-6, actFn, normNumGroups, !isFinal, downsamplePadding: 0));
         }
         mid_block = new UNetMidBlock2D(blockOutChannels[^1], null, 1e-6, actFn, normNumGroups, midBlockAddAttention, blockOutChannels[^1]);
-        conv_norm_out = Normalization.GroupNorm(normNumGroups, blockOutChannels[^1], 1e-6);
+        conv_norm_out = Layers.GroupNorm(normNumGroups, blockOutChannels[^1], 1e-6);
         conv_act = nn.SiLU();
-        conv_out = Convolutions.Conv2d(blockOutChannels[^1], doubleZ ? 2 * outChannels : outChannels, 3, 1, 1);
+        conv_out = Layers.Conv2d(blockOutChannels[^1], doubleZ ? 2 * outChannels : outChannels, 3, 1, 1);
         RegisterComponents();
     }
 

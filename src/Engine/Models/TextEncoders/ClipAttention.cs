@@ -27,10 +27,10 @@ public sealed class ClipAttention : nn.Module<Tensor, Tensor?, Tensor>
         int d = config.HiddenSize;
         numHeads = config.NumAttentionHeads;
         headDim = config.HeadDim;
-        k_proj = nn.Linear(d, d);
-        v_proj = nn.Linear(d, d);
-        q_proj = nn.Linear(d, d);
-        out_proj = nn.Linear(d, d);
+        k_proj = Layers.Linear(d, d);
+        v_proj = Layers.Linear(d, d);
+        q_proj = Layers.Linear(d, d);
+        out_proj = Layers.Linear(d, d);
         RegisterComponents();
     }
 

@@ -16,8 +16,8 @@ public sealed class ClipMlp : nn.Module<Tensor, Tensor>
 
     public ClipMlp(ClipTextConfig config) : base(nameof(ClipMlp))
     {
-        fc1 = nn.Linear(config.HiddenSize, config.IntermediateSize);
-        fc2 = nn.Linear(config.IntermediateSize, config.HiddenSize);
+        fc1 = Layers.Linear(config.HiddenSize, config.IntermediateSize);
+        fc2 = Layers.Linear(config.IntermediateSize, config.HiddenSize);
         ActivationName = config.HiddenAct;
         activation = ClipActivation.Get(config.HiddenAct);
         RegisterComponents();

@@ -7,12 +7,7 @@ namespace DreamBooth.Engine.Models.TextEncoders;
 internal static class ClipTextInit
 {
     /// <summary>A LayerNorm with weight 1 and bias 0 (TorchSharp may leave norm parameters uninitialised).</summary>
-    public static LayerNorm NewLayerNorm(ClipTextConfig config)
-    {
-        var norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        ResetLayerNorm(norm);
-        return norm;
-    }
+    public static LayerNorm NewLayerNorm(ClipTextConfig config) => Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
 
     static void ResetLayerNorm(LayerNorm norm)
     {

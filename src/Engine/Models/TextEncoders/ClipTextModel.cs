@@ -47,7 +47,7 @@ public sealed class ClipTextModel : nn.Module
 
     /// <summary>
     /// Loads <c>config.json</c> + <c>model.safetensors</c> from a transformers component folder (e.g.
-    /// <c>…/text_encoder</c>), converts to <paramref name="dtype"/>, moves to <paramref name="device"/>, eval mode.
+    /// <c>…/text_encoder</c>), straight into parameters of <paramref name="dtype"/> on <paramref name="device"/> (<see cref="EmptyWeights"/>), eval mode.
     /// A <c>text_model.embeddings.position_ids</c> entry written by older transformers is ignored; any other
     /// extra tensor is refused (InvalidDataException), missing ones or wrong shapes throw StateDictMismatchException.
     /// </summary>
@@ -57,16 +57,14 @@ public sealed class ClipTextModel : nn.Module
         var weights = Path.Combine(componentDir, "model.safetensors");
         if (!File.Exists(weights))
             throw new FileNotFoundException($"'{weights}' does not exist. The text encoder folder must hold model.safetensors (pytorch_model.bin is not supported).", weights);
-        var model = new ClipTextModel(config);
+        var model = EmptyWeights.Create(() => new ClipTextModel(config), dtype, device);
         try
         {
-            if (dtype != ScalarType.Float32) model.to(dtype);
             var unexpected = StateDictLoader.Load(model, weights);
             var unknown = unexpected.Where(k => k != "text_model.embeddings.position_ids").ToList();
             if (unknown.Count > 0)
                 throw new InvalidDataException($"'{weights}' holds {unknown.Count} tensor(s) that CLIPTextModel does not have: " +
                     $"{string.Join(", ", unknown.Take(10))}{(unknown.Count > 10 ? ", …" : "")}. Is this the text encoder's weights file?");
-            if (device is not null) model.to(device);
             model.eval();
             return model;
         }

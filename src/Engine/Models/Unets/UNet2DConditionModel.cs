@@ -48,7 +48,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         int n = c.BlockOutChannels.Length;
         int[] channels = c.BlockOutChannels;
 
-        conv_in = Convolutions.Conv2d(c.InChannels, channels[0], c.ConvInKernel, 1, (c.ConvInKernel - 1) / 2);
+        conv_in = Layers.Conv2d(c.InChannels, channels[0], c.ConvInKernel, 1, (c.ConvInKernel - 1) / 2);
         time_proj = new Timesteps(channels[0], c.FlipSinToCos, c.FreqShift);
         time_embedding = new TimestepEmbedding(channels[0], c.TimeEmbedDim, c.ActFn);
 
@@ -93,9 +93,9 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
                     !isFinal, c.Dropout, checkpointing));
         }
 
-        conv_norm_out = Normalization.GroupNorm(c.NormNumGroups, channels[0], c.NormEps);
+        conv_norm_out = Layers.GroupNorm(c.NormNumGroups, channels[0], c.NormEps);
         conv_act = Activations.Get(c.ActFn);
-        conv_out = Convolutions.Conv2d(channels[0], c.OutChannels, c.ConvOutKernel, 1, (c.ConvOutKernel - 1) / 2);
+        conv_out = Layers.Conv2d(channels[0], c.OutChannels, c.ConvOutKernel, 1, (c.ConvOutKernel - 1) / 2);
         RegisterComponents();
     }
 
@@ -112,8 +112,10 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     public static UNet2DConditionModel FromPretrained(string componentDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         var config = UNet2DConditionConfig.Load(Path.Combine(componentDir, ConfigName));
-        var model = FromConfig(config, dtype, device);
-        StateDictLoader.Load(model, Path.Combine(componentDir, WeightsName));
+        var model = EmptyWeights.Create(() => new UNet2DConditionModel(config), dtype, device);
+        try { StateDictLoader.Load(model, Path.Combine(componentDir, WeightsName)); }
+        catch { model.Dispose(); throw; }
+        model.eval();
         return model;
     }
 

@@ -1,0 +1,41 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Models;
+
+/// <summary>
+/// The parameterised TorchSharp layers the models are built from, created the engine's way:
+/// <list type="bullet">
+/// <item>with PyTorch's initial values: TorchSharp leaves GroupNorm/LayerNorm affine parameters uninitialised
+/// (torch.empty), so norms start at weight 1, bias 0;</item>
+/// <item>on the meta device inside <see cref="EmptyWeights.Init"/>, so a model that is about to load its weights
+/// spends no time drawing random ones;</item>
+/// <item>Conv2d with explicit stride and padding (TorchSharp's overloads make literal arguments ambiguous).</item>
+/// </list>
+/// </summary>
+public static class Layers
+{
+    public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true)
+        => nn.Linear(inFeatures, outFeatures, hasBias, device: EmptyWeights.Device);
+
+    public static Conv2d Conv2d(long inChannels, long outChannels, long kernelSize, long stride = 1, long padding = 0)
+        => nn.Conv2d(inChannels, outChannels, kernelSize, stride, padding, device: EmptyWeights.Device);
+
+    public static Embedding Embedding(long numEmbeddings, long dim)
+        => nn.Embedding(numEmbeddings, dim, device: EmptyWeights.Device);
+
+    public static GroupNorm GroupNorm(long numGroups, long numChannels, double eps)
+    {
+        var norm = nn.GroupNorm(numGroups, numChannels, eps, affine: true, device: EmptyWeights.Device);
+        using (torch.no_grad()) { norm.weight!.fill_(1.0); norm.bias!.zero_(); }
+        return norm;
+    }
+
+    public static LayerNorm LayerNorm(long dim, double eps)
+    {
+        var norm = nn.LayerNorm(dim, eps, elementwise_affine: true, device: EmptyWeights.Device);
+        using (torch.no_grad()) { norm.weight!.fill_(1.0); norm.bias!.zero_(); }
+        return norm;
+    }
+}
