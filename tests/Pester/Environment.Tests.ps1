@@ -43,6 +43,18 @@ Describe 'Module' {
             $reported.CudaAllocator | Should -Match 'libtorch default'
         }
     }
+
+    It 'puts MKL on its AVX2 path on import where the CPU is not Intel''s (Linux) unless the user chose' {
+        $reported = Get-DreamBoothEnvironment
+        $reported.CpuMatrixLibrary | Should -Not -BeNullOrEmpty
+        $cpu = if ($IsLinux) { Get-Content /proc/cpuinfo -Raw } else { '' }
+        $amdWithAvx2 = $cpu -match 'vendor_id\s*:\s*AuthenticAMD' -and $cpu -match '\bavx2\b' -and $cpu -match '\bfma\b'
+        if ($amdWithAvx2 -and -not $env:MKL_CBWR -and -not $env:DREAMBOOTH_MKL) {
+            $reported.CpuMatrixLibrary | Should -Match 'MKL_CBWR=AVX2; AuthenticAMD'
+        } elseif ($cpu -match 'vendor_id\s*:\s*GenuineIntel') {
+            $reported.CpuMatrixLibrary | Should -Match 'own choice'
+        }
+    }
 }
 
 Describe 'Get-DreamBoothEnvironment' {

@@ -26,8 +26,8 @@ public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssem
     {
         // Each runspace that imports the module calls this (ForEach-Object -Parallel): hook once.
         lock (s_gate) { if (s_hooks++ == 0) AssemblyLoadContext.Default.Resolving += Resolve; }
-        // Before any tensor exists: libtorch reads its huge-page switch at its first allocation, and its CUDA allocator
-        // settings when CUDA starts.
+        // Before any tensor exists: libtorch reads its huge-page switch at its first allocation, its CUDA allocator
+        // settings when CUDA starts, and MKL its code path at its first call.
         try { ApplyAllocatorPolicies(); } catch { /* a memory-layout preference must never fail the import */ }
     }
 
@@ -36,6 +36,7 @@ public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssem
     {
         DreamBooth.Engine.CpuAllocatorPolicy.Apply();
         DreamBooth.Engine.CudaAllocatorPolicy.Apply();
+        DreamBooth.Engine.MklCodePathPolicy.Apply();
     }
 
     public void OnRemove(PSModuleInfo module)
