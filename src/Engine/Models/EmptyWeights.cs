@@ -46,6 +46,25 @@ public static class EmptyWeights
         return model;
     }
 
+    /// <summary>
+    /// <see cref="Create"/>, then fills every parameter from <paramref name="weights"/> (strict names and shapes);
+    /// <paramref name="checkUnexpected"/> may refuse the file's tensors the model does not have. In eval mode; disposed
+    /// if anything fails.
+    /// </summary>
+    public static T Load<T>(Func<T> build, string weights, ScalarType dtype, Device? device,
+        Action<IReadOnlyList<string>>? checkUnexpected = null) where T : nn.Module
+    {
+        var model = Create(build, dtype, device);
+        try
+        {
+            var unexpected = StateDictLoader.Load(model, weights);
+            checkUnexpected?.Invoke(unexpected);
+            model.eval();
+            return model;
+        }
+        catch { model.Dispose(); throw; }
+    }
+
     /// <summary>Replaces each meta parameter of <paramref name="model"/> by an uninitialised one on the device, in the dtype.</summary>
     public static void Materialize(nn.Module model, Device device, ScalarType dtype)
     {

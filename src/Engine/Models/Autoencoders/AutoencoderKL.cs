@@ -46,11 +46,7 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     public static AutoencoderKL FromPretrained(string componentDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         var config = AutoencoderKLConfig.Load(Path.Combine(componentDir, ConfigName));
-        var model = EmptyWeights.Create(() => new AutoencoderKL(config), dtype, device);
-        try { StateDictLoader.Load(model, Path.Combine(componentDir, WeightsName)); }
-        catch { model.Dispose(); throw; }
-        model.eval();
-        return model;
+        return EmptyWeights.Load(() => new AutoencoderKL(config), Path.Combine(componentDir, WeightsName), dtype, device);
     }
 
     public void SavePretrained(string componentDir)

@@ -19,9 +19,9 @@ public sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor?, Tensor>
     public ClipEncoderLayer(ClipTextConfig config) : base(nameof(ClipEncoderLayer))
     {
         self_attn = new ClipAttention(config);
-        layer_norm1 = ClipTextInit.NewLayerNorm(config);
+        layer_norm1 = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         mlp = new ClipMlp(config);
-        layer_norm2 = ClipTextInit.NewLayerNorm(config);
+        layer_norm2 = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
 

@@ -6,9 +6,6 @@ namespace DreamBooth.Engine.Models.TextEncoders;
 /// <summary>transformers' <c>CLIPPreTrainedModel._init_weights</c> for the text tower.</summary>
 internal static class ClipTextInit
 {
-    /// <summary>A LayerNorm with weight 1 and bias 0 (TorchSharp may leave norm parameters uninitialised).</summary>
-    public static LayerNorm NewLayerNorm(ClipTextConfig config) => Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
-
     static void ResetLayerNorm(LayerNorm norm)
     {
         using var _ = no_grad();

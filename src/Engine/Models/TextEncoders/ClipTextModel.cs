@@ -57,22 +57,13 @@ public sealed class ClipTextModel : nn.Module
         var weights = Path.Combine(componentDir, "model.safetensors");
         if (!File.Exists(weights))
             throw new FileNotFoundException($"'{weights}' does not exist. The text encoder folder must hold model.safetensors (pytorch_model.bin is not supported).", weights);
-        var model = EmptyWeights.Create(() => new ClipTextModel(config), dtype, device);
-        try
+        return EmptyWeights.Load(() => new ClipTextModel(config), weights, dtype, device, unexpected =>
         {
-            var unexpected = StateDictLoader.Load(model, weights);
             var unknown = unexpected.Where(k => k != "text_model.embeddings.position_ids").ToList();
             if (unknown.Count > 0)
                 throw new InvalidDataException($"'{weights}' holds {unknown.Count} tensor(s) that CLIPTextModel does not have: " +
                     $"{string.Join(", ", unknown.Take(10))}{(unknown.Count > 10 ? ", …" : "")}. Is this the text encoder's weights file?");
-            model.eval();
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        });
     }
 
     /// <summary>Writes <c>config.json</c> (every original key; torch_dtype updated) and <c>model.safetensors</c>.</summary>

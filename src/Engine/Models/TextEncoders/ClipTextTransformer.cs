@@ -23,7 +23,7 @@ public sealed class ClipTextTransformer : nn.Module
     {
         embeddings = new ClipTextEmbeddings(config);
         encoder = new ClipEncoder(config);
-        final_layer_norm = ClipTextInit.NewLayerNorm(config);
+        final_layer_norm = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         eosTokenId = config.EosTokenId;
         RegisterComponents();
     }

@@ -112,11 +112,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     public static UNet2DConditionModel FromPretrained(string componentDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         var config = UNet2DConditionConfig.Load(Path.Combine(componentDir, ConfigName));
-        var model = EmptyWeights.Create(() => new UNet2DConditionModel(config), dtype, device);
-        try { StateDictLoader.Load(model, Path.Combine(componentDir, WeightsName)); }
-        catch { model.Dispose(); throw; }
-        model.eval();
-        return model;
+        return EmptyWeights.Load(() => new UNet2DConditionModel(config), Path.Combine(componentDir, WeightsName), dtype, device);
     }
 
     /// <summary>Writes config.json (all original keys) and diffusion_pytorch_model.safetensors (current dtype).</summary>
