@@ -32,14 +32,20 @@ public static class Layers
     public static GroupNorm GroupNorm(long numGroups, long numChannels, double eps)
     {
         var norm = nn.GroupNorm(numGroups, numChannels, eps, affine: true, device: EmptyWeights.Device);
-        using (torch.no_grad()) { norm.weight!.fill_(1.0); norm.bias!.zero_(); }
+        Identity(norm.weight!, norm.bias!);
         return norm;
     }
 
     public static LayerNorm LayerNorm(long dim, double eps)
     {
         var norm = nn.LayerNorm(dim, eps, elementwise_affine: true, device: EmptyWeights.Device);
-        using (torch.no_grad()) { norm.weight!.fill_(1.0); norm.bias!.zero_(); }
+        Identity(norm.weight!, norm.bias!);
         return norm;
+    }
+
+    /// <summary>A norm's affine parameters at PyTorch's initial values: weight 1, bias 0.</summary>
+    static void Identity(Tensor weight, Tensor bias)
+    {
+        using (torch.no_grad()) { weight.fill_(1.0); bias.zero_(); }
     }
 }

@@ -32,12 +32,7 @@ public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssem
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]   // the engine types resolve only now, through the hook above
-    static void ApplyAllocatorPolicies()
-    {
-        DreamBooth.Engine.CpuAllocatorPolicy.Apply();
-        DreamBooth.Engine.CudaAllocatorPolicy.Apply();
-        DreamBooth.Engine.MklCodePathPolicy.Apply();
-    }
+    static void ApplyAllocatorPolicies() => DreamBooth.Engine.ProcessPolicies.Apply();
 
     public void OnRemove(PSModuleInfo module)
     {

@@ -1,18 +1,10 @@
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace DreamBooth.Engine.Models.TextEncoders;
 
-/// <summary>transformers' <c>CLIPPreTrainedModel._init_weights</c> for the text tower.</summary>
+/// <summary>transformers' <c>CLIPPreTrainedModel._init_weights</c> for the text tower (on a model just built).</summary>
 internal static class ClipTextInit
 {
-    static void ResetLayerNorm(LayerNorm norm)
-    {
-        using var _ = no_grad();
-        norm.weight!.fill_(1.0);
-        norm.bias!.zero_();
-    }
-
     public static void InitWeights(ClipTextTransformer model, ClipTextConfig config)
     {
         using var _ = no_grad();
@@ -30,9 +22,7 @@ internal static class ClipTextInit
             nn.init.normal_(a.OutProj.weight!, 0.0, attnOutStd); a.OutProj.bias!.zero_();
             nn.init.normal_(layer.Mlp.Fc1.weight!, 0.0, fcStd); layer.Mlp.Fc1.bias!.zero_();
             nn.init.normal_(layer.Mlp.Fc2.weight!, 0.0, attnInStd); layer.Mlp.Fc2.bias!.zero_();
-            ResetLayerNorm(layer.LayerNorm1);
-            ResetLayerNorm(layer.LayerNorm2);
         }
-        ResetLayerNorm(model.FinalLayerNorm);
+        // LayerNorms: weight 1, bias 0, as Layers.LayerNorm creates them.
     }
 }
