@@ -275,3 +275,43 @@ public static class ProfileAdam8
         return 0;
     }
 }
+
+/// <summary>
+/// profile-attention-sd14 [reps=5]: scaled_dot_product_attention against the explicit softmax(QKᵀ·s)·V at the SD-1.4
+/// UNet's attention shapes (batch 1, 8 heads), forward + backward, alternating, fp32 on the CPU.
+/// </summary>
+public static class ProfileAttention
+{
+    public static int Run(string[] args)
+    {
+        int reps = args.Length > 0 && int.TryParse(args[0], out var r) ? r : 5;
+        var shapes = new (int Tokens, int Keys, int HeadDim)[] { (4096, 4096, 40), (4096, 77, 40), (1024, 1024, 80), (256, 256, 160), (64, 64, 160) };
+        foreach (var (n, m, d) in shapes)
+        {
+            var q0 = torch.randn(1, 8, n, d); var k0 = torch.randn(1, 8, m, d); var v0 = torch.randn(1, 8, m, d); var g = torch.randn(1, 8, n, d);
+            double scale = 1.0 / Math.Sqrt(d);
+            Tensor Sdpa(Tensor q, Tensor k, Tensor v) => nn.functional.scaled_dot_product_attention(q, k, v);
+            Tensor Explicit(Tensor q, Tensor k, Tensor v) => torch.matmul(torch.softmax(torch.matmul(q * scale, k.transpose(-1, -2)), -1), v);
+            (double F, double B) Once(Func<Tensor, Tensor, Tensor, Tensor> f)
+            {
+                using var scope = torch.NewDisposeScope();
+                var q = q0.detach().requires_grad_(true); var k = k0.detach().requires_grad_(true); var v = v0.detach().requires_grad_(true);
+                var sw = Stopwatch.StartNew();
+                var o = f(q, k, v); o.sum().item<float>();
+                double fwd = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                o.backward(new[] { g }); q.grad!.sum().item<float>();
+                return (fwd, sw.Elapsed.TotalMilliseconds);
+            }
+            Once(Sdpa); Once(Explicit);
+            var a = new List<(double, double)>(); var b = new List<(double, double)>();
+            for (int i = 0; i < reps; i++) { a.Add(Once(Sdpa)); b.Add(Once(Explicit)); }
+            double Med(IEnumerable<double> xs) { var s = xs.OrderBy(x => x).ToList(); return s[s.Count / 2]; }
+            using (torch.no_grad())
+            {
+                var d1 = Sdpa(q0, k0, v0); var d2 = Explicit(q0, k0, v0);
+                Console.WriteLine($"{n}x{m} d{d}: sdpa fwd {Med(a.Select(x => x.Item1)):F1} bwd {Med(a.Select(x => x.Item2)):F1} ms | explicit fwd {Med(b.Select(x => x.Item1)):F1} bwd {Med(b.Select(x => x.Item2)):F1} ms | max diff {(d1 - d2).abs().max().item<float>():E1}");
+            }
+        }
+        return 0;
+    }
+}

@@ -28,6 +28,7 @@ public static class Program
             "profile-adam8" => ProfileAdam8.Run(args.Skip(1).ToArray()),
             "profile-vae-sd14" => ProfileVae.Run(args.Skip(1).ToArray()),
             "profile-step-sd14" => ProfileStep.Run(args.Skip(1).ToArray()),
+            "profile-attention-sd14" => ProfileAttention.Run(args.Skip(1).ToArray()),
             "train-sd14-lora" => LoRABenchmark.Run(repo, args.Skip(1).ToArray()),   // LoRA (issue 8)
             "cuda-check" => CudaCheck.Run(repo, args.Skip(1).ToArray()),
             "offload-sd14" => GradientOffloadSd14.Run(repo, args.Skip(1).ToArray()),
