@@ -78,10 +78,19 @@ Describe 'Get-DreamBoothEnvironment' {
     It 'reports how much slower fp16 and bf16 run on this CPU, and says so in its list view' {
         $info.CpuFp16Slowdown | Should -BeGreaterThan 0
         $info.CpuBf16Slowdown | Should -BeGreaterThan 0
-        ($info | Format-List | Out-String) | Should -Match 'CpuHalfPrecision\s*:\s*fp16 [\d.,]+x, bf16 [\d.,]+x'
+        $list = $info | Format-List | Out-String -Width 1000
+        $list | Should -Match 'CpuHalfPrecision\s*:\s*fp16 [\d.,]+x, bf16 [\d.,]+x'
         $info.CpuFp16Emulated | Should -BeOfType [bool]
         $info.CpuBf16Emulated | Should -BeOfType [bool]
-        if ($info.CpuBf16Emulated) { ($info | Format-List | Out-String) | Should -Match 'computed in fp32 arithmetic' }
+        # Each precision is described by what happens to it here (a Zen 4 CPU emulates fp16 but runs bf16 natively).
+        foreach ($kind in @(@{ Name = 'fp16'; Emulated = $info.CpuFp16Emulated; Factor = $info.CpuFp16Slowdown },
+                            @{ Name = 'bf16'; Emulated = $info.CpuBf16Emulated; Factor = $info.CpuBf16Slowdown })) {
+            $emulatedPhrase = "(fp16 and bf16|$($kind.Name)) computed in fp32 arithmetic"
+            $nativePhrase = "(fp16 and bf16|$($kind.Name)) runs in libtorch's kernels"
+            if ($kind.Emulated) { $list | Should -Match $emulatedPhrase; $list | Should -Not -Match $nativePhrase }
+            else { $list | Should -Not -Match $emulatedPhrase }
+            if (-not $kind.Emulated -and $kind.Factor -le 8) { $list | Should -Match $nativePhrase }
+        }
     }
 
     It 'found the native library inside the module folder' {
