@@ -32,7 +32,7 @@ public sealed class DreamBoothEnvironment
     public string? CpuMatrixLibrary { get; init; }
     /// <summary>
     /// How many times longer a small convolution takes on this CPU in fp16 / bf16 than in fp32 with libtorch's own
-    /// kernels (measured once per session). Above 8 those are slow fallback kernels.
+    /// kernels (measured once per session). Above LowPrecisionOnCpu.SlowFactor (8) those are slow fallback kernels.
     /// </summary>
     public double CpuFp16Slowdown { get; init; }
     public double CpuBf16Slowdown { get; init; }
@@ -43,6 +43,18 @@ public sealed class DreamBoothEnvironment
     /// </summary>
     public bool CpuFp16Emulated { get; init; }
     public bool CpuBf16Emulated { get; init; }
+
+    /// <summary>The list view's CpuHalfPrecision line: both factors, then what happens to each precision on this CPU.</summary>
+    public string DescribeHalfPrecision()
+    {
+        var kinds = new[] { (Name: "fp16", Factor: CpuFp16Slowdown, Emulated: CpuFp16Emulated), (Name: "bf16", Factor: CpuBf16Slowdown, Emulated: CpuBf16Emulated) };
+        string Names(Func<(string Name, double Factor, bool Emulated), bool> which) => string.Join(" and ", kinds.Where(which).Select(k => k.Name));
+        var text = new System.Text.StringBuilder($"fp16 {CpuFp16Slowdown:N1}x, bf16 {CpuBf16Slowdown:N1}x the fp32 time in libtorch's kernels");
+        if (Names(k => k.Emulated) is { Length: > 0 } emulated) text.Append($"; {emulated} computed in fp32 arithmetic here (no instructions for it), at fp32 speed");
+        if (Names(k => !k.Emulated && k.Factor <= Engine.LowPrecisionOnCpu.SlowFactor) is { Length: > 0 } fast) text.Append($"; {fast} runs in libtorch's kernels");
+        if (Names(k => !k.Emulated && k.Factor > Engine.LowPrecisionOnCpu.SlowFactor) is { Length: > 0 } slow) text.Append($"; {slow}: fallback kernels, train and generate in fp32 here");
+        return text.ToString();
+    }
     public string PowerShellVersion { get; init; } = "";
     public string OperatingSystem { get; init; } = "";
 }
