@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using DreamBooth.Engine;
 using DreamBooth.Engine.Models.Unets;
 using DreamBooth.Engine.Training;
 using TorchSharp;
@@ -7,11 +8,15 @@ using static TorchSharp.torch;
 namespace DreamBooth.Benchmark;
 
 /// <summary>
-/// checkpoint-ab-sd14 [rounds=3] [workdir] [--prior]: what checkpointing costs, measured in one process on one UNet so
+/// checkpoint-ab-sd14 [rounds=3] [workdir] [--prior] [--heap-as-trainer]: what checkpointing costs, measured in one process on one UNet so
 /// that the machine's speed swings hit every variant alike. Each round runs a forward + backward of the full-size SD-1.4
 /// UNet (512 px latents, batch 1, or 2 with --prior) once per variant, in a rotating order: plain, whole blocks
-/// recomputed (-GradientCheckpointing), selective (-SelectiveCheckpointing). Prints each time and the medians against
-/// plain. Peak memory needs a process per variant: train-sd14.
+/// recomputed (-GradientCheckpointing), selective (-SelectiveCheckpointing), after one untimed warm-up pass. Prints each
+/// time, the medians against plain, and the median of each round's own ratio to that round's plain pass (a slow stretch
+/// of the machine then moves both sides of a ratio). With --heap-as-trainer each variant also gets the glibc heap the
+/// trainer gives it (checkpointing: the low-memory heap, <see cref="CpuAllocatorPolicy.UseLowMemoryHeap"/>; plain: the
+/// default), so the figure is what the switch costs as shipped; without it every variant runs on the default heap and
+/// the figure is the recompute's alone. Peak memory needs a process per variant: train-sd14.
 /// </summary>
 public static class CheckpointAbSd14
 {
@@ -21,6 +26,7 @@ public static class CheckpointAbSd14
         int rounds = positional.Length > 0 ? int.Parse(positional[0]) : 3;
         string work = positional.Length > 1 ? positional[1] : "/tmp/dreambooth-bench";
         int batch = args.Contains("--prior") ? 2 : 1;
+        bool heapAsTrainer = args.Contains("--heap-as-trainer");
         string model = Benchmarks.EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         using var unet = UNet2DConditionModel.FromPretrained(Path.Combine(model, "unet"), ScalarType.Float32, torch.CPU);
         unet.train();
@@ -30,33 +36,45 @@ public static class CheckpointAbSd14
         var t = torch.tensor(Enumerable.Range(0, batch).Select(i => 100L + 600 * i).ToArray());
         var variants = new (string Name, Action Set)[]
         {
-            ("plain", () => { unet.GradientCheckpointing = false; unet.SelectiveCheckpointing = false; }),
-            ("blocks", () => { unet.GradientCheckpointing = true; unet.SelectiveCheckpointing = false; unet.CheckpointRunner = GradientCheckpoint.Run; }),
-            ("selective", () => { unet.GradientCheckpointing = true; unet.SelectiveCheckpointing = true; unet.CheckpointRunner = GradientCheckpoint.Run; }),
+            ("plain", () => { unet.GradientCheckpointing = false; unet.SelectiveCheckpointing = false; Heap(false); }),
+            ("blocks", () => { unet.GradientCheckpointing = true; unet.SelectiveCheckpointing = false; unet.CheckpointRunner = GradientCheckpoint.Run; Heap(true); }),
+            ("selective", () => { unet.GradientCheckpointing = true; unet.SelectiveCheckpointing = true; unet.CheckpointRunner = GradientCheckpoint.Run; Heap(true); }),
         };
+        void Heap(bool lowMemory) { if (heapAsTrainer) CpuAllocatorPolicy.UseLowMemoryHeap(lowMemory); }
         var times = variants.ToDictionary(v => v.Name, _ => new List<double>());
+        double Pass()
+        {
+            foreach (var p in unet.parameters()) { using var gr = p.grad; gr?.zero_(); }   // as the trainer's zero_grad
+            var sw = Stopwatch.StartNew();
+            using (var scope = torch.NewDisposeScope())
+            {
+                unet.forward(x, t, c).pow(2).mean().backward();
+                GradientCheckpoint.ThrowPendingError();
+            }
+            return sw.Elapsed.TotalSeconds;
+        }
+        variants[0].Set();
+        Console.WriteLine($"warm-up: plain {Pass(),7:F2} s (not counted)");
         for (int round = 0; round < rounds; round++)
             for (int k = 0; k < variants.Length; k++)
             {
                 var (name, set) = variants[(k + round) % variants.Length];
                 set();
-                foreach (var p in unet.parameters()) { using var gr = p.grad; gr?.zero_(); }   // as the trainer's zero_grad
-                var sw = Stopwatch.StartNew();
-                using (var scope = torch.NewDisposeScope())
-                {
-                    unet.forward(x, t, c).pow(2).mean().backward();
-                    GradientCheckpoint.ThrowPendingError();
-                }
-                double s = sw.Elapsed.TotalSeconds;
+                double s = Pass();
                 times[name].Add(s);
                 Console.WriteLine($"round {round + 1}: {name,-12} {s,7:F2} s");
             }
         double Median(List<double> v) { var o = v.OrderBy(d => d).ToList(); return o.Count % 2 == 1 ? o[o.Count / 2] : (o[o.Count / 2 - 1] + o[o.Count / 2]) / 2; }
         double plain = Median(times["plain"]);
-        Console.WriteLine($"| variant (batch {batch}, forward + backward, {rounds} rounds) | median s | vs plain |");
-        Console.WriteLine("|---|---|---|");
+        string Percent(double ratio) => $"{(ratio - 1) * 100:+0.0;-0.0}%";
+        Console.WriteLine($"glibc heap: {(heapAsTrainer ? "as the trainer sets it (checkpointing variants: low-memory heap)" : "default for every variant")}");
+        Console.WriteLine($"| variant (batch {batch}, forward + backward, {rounds} rounds) | median s | vs plain | median of per-round ratios |");
+        Console.WriteLine("|---|---|---|---|");
         foreach (var (name, _) in variants)
-            Console.WriteLine($"| {name} | {Median(times[name]):F2} ({string.Join(", ", times[name].Select(d => d.ToString("F2")))}) | {(Median(times[name]) / plain - 1) * 100:+0.0;-0.0}% |");
+        {
+            var ratios = times[name].Zip(times["plain"], (v, p) => v / p).ToList();
+            Console.WriteLine($"| {name} | {Median(times[name]):F2} ({string.Join(", ", times[name].Select(d => d.ToString("F2")))}) | {Percent(Median(times[name]) / plain)} | {Percent(Median(ratios))} ({string.Join(", ", ratios.Select(Percent))}) |");
+        }
         return 0;
     }
 }

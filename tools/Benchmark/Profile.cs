@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using DreamBooth.Engine;
 using DreamBooth.Engine.Pipelines;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -46,6 +47,8 @@ public static class ProfileOps
 /// <summary>
 /// profile-step-sd14 [workdir]: the phases of one batch-1 fp32 DreamBooth step on the random SD-1.4 pipeline written by
 /// train-sd14 (VAE encode, text encoder, UNet forward, backward, grad clip, AdamW), twice; the second is reported.
+/// Flags: --thread, --checkpointing, --selective, --8bit, --set-to-none; those memory recipes get the trainer's
+/// low-memory glibc heap unless --default-heap.
 /// </summary>
 public static class ProfileStep
 {
@@ -69,12 +72,15 @@ public static class ProfileStep
         unet.train();
         var trainable = unet.named_parameters().Select(p => (p.name, p.parameter)).ToList();
         bool eightBit = args.Contains("--8bit"), checkpointing = args.Contains("--checkpointing"), selective = args.Contains("--selective"), setToNone = args.Contains("--set-to-none");
-        args = args.Where(a => !a.StartsWith("--")).ToArray();
+        // The glibc heap the trainer gives these recipes, unless --default-heap.
+        if (!args.Contains("--default-heap")) CpuAllocatorPolicy.UseLowMemoryHeap(checkpointing || selective || eightBit);
         if (checkpointing || selective) { unet.GradientCheckpointing = true; unet.SelectiveCheckpointing = selective; unet.CheckpointRunner = DreamBooth.Engine.Training.GradientCheckpoint.Run; }
         using var opt = new DreamBooth.Engine.Training.AdamW(trainable, new DreamBooth.Engine.Training.AdamWOptions { WeightDecay = 1e-2, Use8Bit = eightBit });
         var image = torch.rand(1, 3, 512, 512) * 2 - 1;
         var ids = torch.randint(0, 1000, new long[] { 1, 77 }, ScalarType.Int64);
+        args = args.Where(a => !a.StartsWith("--")).ToArray();
         int rounds = args.Length > 0 && int.TryParse(args[^1], out var r) ? r : 2;
+        Console.WriteLine($"allocator: {CpuAllocatorPolicy.Description}");
         for (int round = 0; round < rounds; round++)
         {
             var times = new List<(string, double)>();
