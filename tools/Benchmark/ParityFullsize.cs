@@ -1,6 +1,7 @@
 using DreamBooth.Engine.IO;
 using DreamBooth.Engine.Models.Autoencoders;
 using DreamBooth.Engine.Models.Unets;
+using DreamBooth.Engine.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -10,7 +11,8 @@ namespace DreamBooth.Benchmark;
 /// parity-fullsize DIR: loads the full-size models that tools/Benchmark/reference/diffusers_fullsize_reference.py wrote
 /// with diffusers (DIR/&lt;case&gt;/unet, vae) and compares the engine's outputs with diffusers' own
 /// (DIR/&lt;case&gt;/reference.safetensors): largest absolute difference, and that difference over the reference's
-/// largest magnitude. A check run by hand where PyTorch and diffusers are at hand, not a test.
+/// largest magnitude; then one MSE backward, plain and with each checkpointing mode, against diffusers' loss, total
+/// gradient norm and a few parameters' gradients. A check run by hand where PyTorch and diffusers are at hand, not a test.
 /// </summary>
 public static class ParityFullsize
 {
@@ -30,6 +32,7 @@ public static class ParityFullsize
                 var output = unet.forward(R("unet.sample"), (long)R("unet.timestep").item<float>(), R("unet.encoder_hidden_states"));
                 Report(name, "UNet noise prediction, 64×64 latents", output, R("unet.out"));
             }
+            if (reference.Contains("unet.target")) CompareGradients(name, Path.Combine(caseDir, "unet"), reference);
             if (!Directory.Exists(Path.Combine(caseDir, "vae"))) continue;
             using (var vae = AutoencoderKL.FromPretrained(Path.Combine(caseDir, "vae")))
             using (var scope = torch.NewDisposeScope())
@@ -44,11 +47,36 @@ public static class ParityFullsize
         return 0;
     }
 
+    /// <summary>One MSE backward, plain and with each checkpointing mode, against diffusers' loss, gradient norm and gradients.</summary>
+    static void CompareGradients(string model, string unetDir, SafetensorsFile reference)
+    {
+        using var grad = torch.enable_grad();   // Run holds no_grad for the forward comparisons
+        using var unet = UNet2DConditionModel.FromPretrained(unetDir);
+        unet.train();
+        unet.CheckpointRunner = GradientCheckpoint.Run;
+        var parameters = unet.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (mode, blocks, selective) in new[] { ("plain", false, false), ("whole-block checkpointing", true, false), ("selective checkpointing", true, true) })
+        {
+            unet.GradientCheckpointing = blocks; unet.SelectiveCheckpointing = selective;
+            foreach (var p in parameters.Values) { using var old = p.grad; p.grad = null; }
+            using var scope = torch.NewDisposeScope();
+            var sample = reference.Read("unet.sample");
+            var loss = nn.functional.mse_loss(unet.forward(sample, (long)reference.Read("unet.timestep").item<float>(), reference.Read("unet.encoder_hidden_states")), reference.Read("unet.target"));
+            loss.backward();
+            GradientCheckpoint.ThrowPendingError();
+            float theirLoss = reference.Read("unet.loss").item<float>(), theirNorm = reference.Read("unet.grad_norm").item<float>();
+            float norm = torch.stack(parameters.Values.Select(p => p.grad!.pow(2).sum()).ToArray()).sum().sqrt().item<float>();
+            Console.WriteLine($"{model}: {mode}: loss {loss.item<float>():F7} against {theirLoss:F7}, gradient norm {norm:F6} against {theirNorm:F6} (relative {Math.Abs(norm - theirNorm) / theirNorm:E2})");
+            foreach (var key in reference.Keys.Where(k => k.StartsWith("unet.grad.")).Order())
+                Report(model, $"{mode}: grad {key["unet.grad.".Length..]}", parameters[key["unet.grad.".Length..]].grad!, reference.Read(key));
+        }
+    }
+
     static void Report(string model, string what, Tensor ours, Tensor theirs)
     {
         if (!ours.shape.SequenceEqual(theirs.shape)) { Console.WriteLine($"{model}: {what}: shape [{string.Join(",", ours.shape)}] against [{string.Join(",", theirs.shape)}]"); return; }
         double diff = (ours - theirs).abs().max().item<float>(), scale = theirs.abs().max().item<float>();
         double meanDiff = (ours - theirs).abs().mean().item<float>();
-        Console.WriteLine($"{model}: {what}: max |ours - diffusers| {diff:E2} (mean {meanDiff:E2}), reference max |x| {scale:F3}, relative {diff / scale:E2}");
+        Console.WriteLine($"{model}: {what}: max |ours - diffusers| {diff:E2} (mean {meanDiff:E2}), reference max |x| {scale:G4}, relative {diff / scale:E2}");
     }
 }
