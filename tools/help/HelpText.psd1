@@ -155,7 +155,7 @@
                 Destination = 'The diffusers folder to create.'
                 ImageSize = 'Image size the model was trained at (SD 1.x 512, SD 2.x 768); inferred when omitted.'
                 PredictionType = 'epsilon or v_prediction (SD 2.x 768 models); the weights cannot tell, so the usual value is chosen and reported.'
-                TokenizerFolder = 'A CLIP tokenizer folder (vocab.json, merges.txt) to copy into the model.'
+                TokenizerFolder = 'A CLIP tokenizer folder (vocab.json, merges.txt) to copy into the model: openai/clip-vit-large-patch14''s for an SD 1.x file, an SD 2.x model''s tokenizer/ folder for an SD 2.x file (it pads with "!"; a folder that pads otherwise is copied as it is, with a warning).'
                 Precision = 'Cast the weights: fp32, fp16 or bf16. Default: keep the file''s.'
                 Force = 'Replace a model already in -Destination.'
             }

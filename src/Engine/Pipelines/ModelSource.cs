@@ -81,7 +81,8 @@ public sealed record ModelSource(string Path, string BaseModel, string? UnetDire
                 var partial = folder + ".partial-" + Guid.NewGuid().ToString("N")[..8];
                 try
                 {
-                    kind.ToLocalFolder(hub, partial, new ImportOptions { TokenizerFolder = SingleFileTokenizer(hub) }, null, messages, cancellationToken);
+                    var (tokenizer, standIn) = SingleFileTokenizer(hub);
+                    kind.ToLocalFolder(hub, partial, new ImportOptions { TokenizerFolder = tokenizer, TokenizerIsClipStandIn = standIn }, null, messages, cancellationToken);
                     if (!Directory.Exists(System.IO.Path.Combine(partial, "tokenizer")))
                         throw new ModelSourceException($"'{file}' holds no tokenizer and none was found: set DREAMBOOTH_TOKENIZER to a CLIP tokenizer folder (vocab.json, merges.txt), have openai/clip-vit-large-patch14 in the Hugging Face cache, or use Import-DreamBoothCheckpoint -TokenizerFolder.");
                     if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
@@ -116,14 +117,18 @@ public sealed record ModelSource(string Path, string BaseModel, string? UnetDire
     /// The CLIP tokenizer a single-file import copies (the file holds none): <c>$DREAMBOOTH_TOKENIZER</c>, else
     /// openai/clip-vit-large-patch14 from the Hugging Face cache (SD 1.x and 2.x share its vocabulary), else none.
     /// </summary>
-    static string? SingleFileTokenizer(HubOptions hub)
+    /// <summary>
+    /// The tokenizer for a single file: <c>$DREAMBOOTH_TOKENIZER</c> as the user gave it, else CLIP ViT-L/14's from the
+    /// Hugging Face cache as a stand-in (on an SD 2.x file the import gives it SD 2.x's pad token).
+    /// </summary>
+    static (string? Folder, bool StandIn) SingleFileTokenizer(HubOptions hub)
     {
-        if (Environment.GetEnvironmentVariable("DREAMBOOTH_TOKENIZER") is { Length: > 0 } dir) return dir;
+        if (Environment.GetEnvironmentVariable("DREAMBOOTH_TOKENIZER") is { Length: > 0 } dir) return (dir, false);
         var cache = new HuggingFaceCache(hub.CacheDir);
         var clip = HubModelId.Parse("openai/clip-vit-large-patch14");
         if (cache.CommitOf(clip) is { } commit && File.Exists(System.IO.Path.Combine(cache.SnapshotFolder(clip, commit), "vocab.json")))
-            return cache.SnapshotFolder(clip, commit);
-        return null;
+            return (cache.SnapshotFolder(clip, commit), true);
+        return (null, false);
     }
 
     static string CacheRoot()

@@ -16,6 +16,12 @@ public sealed record ImportOptions
     public double? VaeScalingFactor { get; init; }
     /// <summary>A CLIP tokenizer folder (vocab.json, merges.txt, …) to copy; a single file holds none.</summary>
     public string? TokenizerFolder { get; init; }
+    /// <summary>
+    /// <see cref="TokenizerFolder"/> is CLIP ViT-L/14's, found by the engine rather than chosen for this model: on an SD 2.x
+    /// file its pad token becomes SD 2.x's "!" (an SD 2.x tokenizer is that vocabulary with that pad token). Otherwise a
+    /// tokenizer that pads unlike SD 2.x only gets a warning.
+    /// </summary>
+    public bool TokenizerIsClipStandIn { get; init; }
     /// <summary>Cast floating weights on import (null keeps the file's dtype).</summary>
     public ScalarType? DType { get; init; }
     /// <summary>Use configs that <see cref="LdmCheckpoint.Export"/> embedded in the file's metadata for the values shapes cannot tell.</summary>

@@ -133,10 +133,24 @@ public static class LdmCheckpoint
         {
             if (!File.Exists(Path.Combine(tok, "vocab.json")) || !File.Exists(Path.Combine(tok, "merges.txt")))
                 throw new ModelSourceException($"Tokenizer folder '{tok}' lacks vocab.json / merges.txt.");
-            Directory.CreateDirectory(Path.Combine(destinationFolder, "tokenizer"));
-            foreach (var src in Directory.GetFiles(tok)) File.Copy(src, Path.Combine(destinationFolder, "tokenizer", Path.GetFileName(src)), overwrite: true);
+            var tokenizerDir = Path.Combine(destinationFolder, "tokenizer");
+            Directory.CreateDirectory(tokenizerDir);
+            foreach (var src in Directory.GetFiles(tok)) File.Copy(src, Path.Combine(tokenizerDir, Path.GetFileName(src)), overwrite: true);
+            if (openClip && Tokenization.TokenizerConfig.Load(tokenizerDir).Pad.Content != Sd2PadToken)
+            {
+                if (options.TokenizerIsClipStandIn)
+                {
+                    SetPadToken(tokenizerDir, Sd2PadToken);
+                    inferred.Add($"tokenizer: CLIP ViT-L/14's vocabulary with SD 2.x's pad token '{Sd2PadToken}' (the SD 2.x tokenizer is that vocabulary with that pad token)");
+                }
+                else warnings.Add($"The tokenizer folder pads with '{Tokenization.TokenizerConfig.Load(tokenizerDir).Pad.Content}', SD 2.x tokenizers with '{Sd2PadToken}': "
+                    + "prompts will be encoded unlike diffusers with this model's own tokenizer. Pass an SD 2.x model's tokenizer/ folder (e.g. stabilityai/stable-diffusion-2-1's) to match.");
+            }
         }
-        else warnings.Add("A single file holds no tokenizer; none was written (pass ImportOptions.TokenizerFolder, e.g. a CLIP ViT-L/14 tokenizer folder).");
+        else warnings.Add("A single file holds no tokenizer; none was written. Give the model's tokenizer folder with -TokenizerFolder (ImportOptions.TokenizerFolder): "
+            + (openClip
+                ? "for this SD 2.x file, the tokenizer/ folder of an SD 2.x model such as stabilityai/stable-diffusion-2-1 (it pads with '!', not CLIP ViT-L/14's end token, which changes the text embeddings)."
+                : "for this SD 1.x file, openai/clip-vit-large-patch14's tokenizer (vocab.json, merges.txt)."));
         new ConfigJson(ModelIndex(), "model_index.json").Save(Path.Combine(destinationFolder, "model_index.json"));
 
         var otherKeys = f.Keys.Where(k => !k.StartsWith(UnetKeyMap.LdmPrefix, StringComparison.Ordinal) && !k.StartsWith(VaeKeyMap.LdmPrefix, StringComparison.Ordinal)
@@ -165,6 +179,18 @@ public static class LdmCheckpoint
                 catch (JsonException) { /* a foreign or damaged entry: infer instead */ }
             }
         return result;
+    }
+
+    /// <summary>SD 2.x's tokenizer pads with "!" (id 0) where CLIP ViT-L/14's pads with its end token; the padded positions' embeddings differ.</summary>
+    const string Sd2PadToken = "!";
+
+    /// <summary>Sets pad_token in special_tokens_map.json, which wins over tokenizer_config.json, as SD 2.x's tokenizer folder has it.</summary>
+    static void SetPadToken(string tokenizerDir, string pad)
+    {
+        var path = Path.Combine(tokenizerDir, "special_tokens_map.json");
+        var map = File.Exists(path) ? JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? new JsonObject() : new JsonObject();
+        map["pad_token"] = pad;
+        File.WriteAllText(path, map.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     static JsonObject ModelIndex() => new()

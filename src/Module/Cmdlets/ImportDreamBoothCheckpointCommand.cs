@@ -29,7 +29,7 @@ public sealed class ImportDreamBoothCheckpointCommand : DreamBoothCmdlet
     /// <summary>epsilon or v_prediction (SD 2.x 768 models); the weights cannot tell, so the usual value is chosen and reported.</summary>
     [Parameter, ValidateSet("epsilon", "v_prediction")] public string? PredictionType { get; set; }
 
-    /// <summary>A CLIP tokenizer folder to copy into the model (a single file holds none).</summary>
+    /// <summary>A CLIP tokenizer folder to copy into the model (a single file holds none): CLIP ViT-L/14's for SD 1.x, an SD 2.x model's for SD 2.x.</summary>
     [Parameter] public string? TokenizerFolder { get; set; }
 
     /// <summary>Cast the weights: fp32, fp16 or bf16. Default: keep the file's.</summary>

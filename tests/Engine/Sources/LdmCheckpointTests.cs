@@ -94,7 +94,7 @@ public sealed class LdmCheckpointTests : IDisposable
                     $"{c}.{k}: expected {expected?.ToJsonString()}, inferred {actual?.ToJsonString()}");
             }
         Assert.Contains(report.Inferred, l => l.Contains("cross_attention_dim 32"));
-        Assert.Contains(report.Warnings, w => w.Contains("tokenizer"));
+        Assert.Contains(report.Warnings, w => w.Contains("-TokenizerFolder") && w.Contains("clip-vit-large-patch14"));
         Assert.Equal("epsilon", Config(dest, "scheduler", "scheduler_config.json")["prediction_type"]!.GetValue<string>());
     }
 
@@ -124,8 +124,83 @@ public sealed class LdmCheckpointTests : IDisposable
         var dest = Path.Combine(_dir, "sd2");
         var report = LdmCheckpoint.Import(file, dest, new ImportOptions { PredictionType = "epsilon" });
         Assert.StartsWith("SD 2.x", report.Layout);
+        Assert.Contains(report.Warnings, w => w.Contains("-TokenizerFolder") && w.Contains("stable-diffusion-2-1") && !w.Contains("clip-vit-large-patch14's tokenizer"));
         AssertBitIdentical(Fixtures.TinySd, dest);
         Assert.Equal(5, Config(dest, "text_encoder")["num_hidden_layers"]!.GetValue<int>());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Sd2_file_with_a_clip_tokenizer_gets_sd2_padding_only_as_a_stand_in(bool standIn)
+    {
+        // The tiny fixture's tokenizer pads with <|endoftext|>, as CLIP ViT-L/14's does; SD 2.x's pads with "!".
+        var file = Path.Combine(_dir, "sd2-tok.safetensors");
+        LdmCheckpoint.Export(Fixtures.TinySd, file, new ExportOptions { OpenClipTextEncoder = true });
+        var dest = Path.Combine(_dir, standIn ? "sd2-standin" : "sd2-given");
+        var report = LdmCheckpoint.Import(file, dest, new ImportOptions
+        {
+            PredictionType = "epsilon", TokenizerFolder = Path.Combine(Fixtures.TinySd, "tokenizer"), TokenizerIsClipStandIn = standIn,
+        });
+        var tok = DreamBooth.Engine.Tokenization.ClipTokenizer.FromPretrained(Path.Combine(dest, "tokenizer"));
+        var original = DreamBooth.Engine.Tokenization.ClipTokenizer.FromPretrained(Path.Combine(Fixtures.TinySd, "tokenizer"));
+        Assert.Equal("<|endoftext|>", original.PadToken);
+        if (standIn)
+        {
+            Assert.Equal("!", tok.PadToken);
+            Assert.Equal(original.Tokenize("a photo of sks dog"), tok.Tokenize("a photo of sks dog"));   // same vocabulary
+            Assert.Contains(report.Inferred, l => l.StartsWith("tokenizer:") && l.Contains("'!'"));
+            Assert.DoesNotContain(report.Warnings, w => w.Contains("pads with"));
+        }
+        else
+        {
+            Assert.Equal("<|endoftext|>", tok.PadToken);   // the user's folder is copied as it is
+            Assert.Contains(report.Warnings, w => w.Contains("pads with '<|endoftext|>'") && w.Contains("'!'"));
+        }
+        Assert.Equal(File.ReadAllText(Path.Combine(Fixtures.TinySd, "tokenizer", "vocab.json")), File.ReadAllText(Path.Combine(dest, "tokenizer", "vocab.json")));
+    }
+
+    [Fact]
+    public void Sd2_file_as_model_takes_the_cached_clip_tokenizer_with_sd2_padding()
+    {
+        var file = Path.Combine(_dir, "sd2-model.safetensors");
+        LdmCheckpoint.Export(Fixtures.TinySd, file, new ExportOptions { OpenClipTextEncoder = true });
+        // A Hugging Face cache that holds only openai/clip-vit-large-patch14's tokenizer (the tiny fixture's stands in).
+        var hub = Path.Combine(_dir, "hf");
+        var repo = Path.Combine(hub, "models--openai--clip-vit-large-patch14");
+        var commit = new string('c', 40);
+        var snapshot = Directory.CreateDirectory(Path.Combine(repo, "snapshots", commit)).FullName;
+        foreach (var f in Directory.GetFiles(Path.Combine(Fixtures.TinySd, "tokenizer"))) File.Copy(f, Path.Combine(snapshot, Path.GetFileName(f)));
+        Directory.CreateDirectory(Path.Combine(repo, "refs"));
+        File.WriteAllText(Path.Combine(repo, "refs", "main"), commit);
+        var saved = (Cache: Environment.GetEnvironmentVariable("DREAMBOOTH_CACHE"), Tokenizer: Environment.GetEnvironmentVariable("DREAMBOOTH_TOKENIZER"));
+        try
+        {
+            Environment.SetEnvironmentVariable("DREAMBOOTH_CACHE", Path.Combine(_dir, "single-file-cache"));
+            Environment.SetEnvironmentVariable("DREAMBOOTH_TOKENIZER", null);
+            var source = DreamBooth.Engine.Pipelines.ModelSource.Resolve(file, new HubOptions { CacheDir = hub, Offline = true });
+            var tok = DreamBooth.Engine.Tokenization.ClipTokenizer.FromPretrained(Path.Combine(source.Path, "tokenizer"));
+            Assert.Equal("!", tok.PadToken);
+            Assert.Equal(0, tok.PadTokenId);   // "!" is the vocabulary's first token, as in SD 2.x's tokenizer
+            Assert.Equal("<|endoftext|>", DreamBooth.Engine.Tokenization.ClipTokenizer.FromPretrained(snapshot).PadToken);   // the cache is untouched
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("DREAMBOOTH_CACHE", saved.Cache);
+            Environment.SetEnvironmentVariable("DREAMBOOTH_TOKENIZER", saved.Tokenizer);
+        }
+    }
+
+    [Fact]
+    public void Sd1_file_keeps_the_clip_tokenizer_as_it_is()
+    {
+        var file = Path.Combine(_dir, "sd1-tok.safetensors");
+        LdmCheckpoint.Export(Fixtures.TinySd, file);
+        var dest = Path.Combine(_dir, "sd1-standin");
+        var report = LdmCheckpoint.Import(file, dest, new ImportOptions { TokenizerFolder = Path.Combine(Fixtures.TinySd, "tokenizer"), TokenizerIsClipStandIn = true });
+        Assert.Equal("<|endoftext|>", DreamBooth.Engine.Tokenization.ClipTokenizer.FromPretrained(Path.Combine(dest, "tokenizer")).PadToken);
+        Assert.DoesNotContain(report.Inferred, l => l.StartsWith("tokenizer:"));
+        Assert.DoesNotContain(report.Warnings, w => w.Contains("tokenizer"));
     }
 
     [Fact]
