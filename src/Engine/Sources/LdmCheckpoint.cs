@@ -136,14 +136,15 @@ public static class LdmCheckpoint
             var tokenizerDir = Path.Combine(destinationFolder, "tokenizer");
             Directory.CreateDirectory(tokenizerDir);
             foreach (var src in Directory.GetFiles(tok)) File.Copy(src, Path.Combine(tokenizerDir, Path.GetFileName(src)), overwrite: true);
-            if (openClip && Tokenization.TokenizerConfig.Load(tokenizerDir).Pad.Content != Sd2PadToken)
+            string pad = Tokenization.TokenizerConfig.Load(tokenizerDir).Pad.Content;
+            if (openClip && pad != Sd2PadToken)
             {
                 if (options.TokenizerIsClipStandIn)
                 {
                     SetPadToken(tokenizerDir, Sd2PadToken);
                     inferred.Add($"tokenizer: CLIP ViT-L/14's vocabulary with SD 2.x's pad token '{Sd2PadToken}' (the SD 2.x tokenizer is that vocabulary with that pad token)");
                 }
-                else warnings.Add($"The tokenizer folder pads with '{Tokenization.TokenizerConfig.Load(tokenizerDir).Pad.Content}', SD 2.x tokenizers with '{Sd2PadToken}': "
+                else warnings.Add($"The tokenizer folder pads with '{pad}', SD 2.x tokenizers with '{Sd2PadToken}': "
                     + "prompts will be encoded unlike diffusers with this model's own tokenizer. Pass an SD 2.x model's tokenizer/ folder (e.g. stabilityai/stable-diffusion-2-1's) to match.");
             }
         }
