@@ -26,13 +26,15 @@ public static class ParityFullsize
             Tensor R(string name) => reference.Read(name);
             string name = Path.GetFileName(caseDir);
             using (var unet = UNet2DConditionModel.FromPretrained(Path.Combine(caseDir, "unet")))
-            using (var scope = torch.NewDisposeScope())
             {
-                unet.eval();
-                var output = unet.forward(R("unet.sample"), (long)R("unet.timestep").item<float>(), R("unet.encoder_hidden_states"));
-                Report(name, "UNet noise prediction, 64×64 latents", output, R("unet.out"));
+                using (var scope = torch.NewDisposeScope())
+                {
+                    unet.eval();
+                    var output = unet.forward(R("unet.sample"), (long)R("unet.timestep").item<float>(), R("unet.encoder_hidden_states"));
+                    Report(name, "UNet noise prediction, 64×64 latents", output, R("unet.out"));
+                }
+                if (reference.Contains("unet.target")) CompareGradients(name, unet, reference);
             }
-            if (reference.Contains("unet.target")) CompareGradients(name, Path.Combine(caseDir, "unet"), reference);
             if (!Directory.Exists(Path.Combine(caseDir, "vae"))) continue;
             using (var vae = AutoencoderKL.FromPretrained(Path.Combine(caseDir, "vae")))
             using (var scope = torch.NewDisposeScope())
@@ -48,35 +50,43 @@ public static class ParityFullsize
     }
 
     /// <summary>One MSE backward, plain and with each checkpointing mode, against diffusers' loss, gradient norm and gradients.</summary>
-    static void CompareGradients(string model, string unetDir, SafetensorsFile reference)
+    static void CompareGradients(string model, UNet2DConditionModel unet, SafetensorsFile reference)
     {
+        const string gradPrefix = "unet.grad.";
         using var grad = torch.enable_grad();   // Run holds no_grad for the forward comparisons
-        using var unet = UNet2DConditionModel.FromPretrained(unetDir);
-        unet.train();
+        unet.train();   // dropout is 0: the same function as in eval
         unet.CheckpointRunner = GradientCheckpoint.Run;
         var parameters = unet.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using var sample = reference.Read("unet.sample");
+        using var context = reference.Read("unet.encoder_hidden_states");
+        using var target = reference.Read("unet.target");
+        long timestep = (long)reference.Read("unet.timestep").item<float>();
+        float theirLoss = reference.Read("unet.loss").item<float>(), theirNorm = reference.Read("unet.grad_norm").item<float>();
+        var gradKeys = reference.Keys.Where(k => k.StartsWith(gradPrefix, StringComparison.Ordinal)).Order().ToList();
         foreach (var (mode, blocks, selective) in new[] { ("plain", false, false), ("whole-block checkpointing", true, false), ("selective checkpointing", true, true) })
         {
             unet.GradientCheckpointing = blocks; unet.SelectiveCheckpointing = selective;
             foreach (var p in parameters.Values) { using var old = p.grad; p.grad = null; }
             using var scope = torch.NewDisposeScope();
-            var sample = reference.Read("unet.sample");
-            var loss = nn.functional.mse_loss(unet.forward(sample, (long)reference.Read("unet.timestep").item<float>(), reference.Read("unet.encoder_hidden_states")), reference.Read("unet.target"));
+            var loss = nn.functional.mse_loss(unet.forward(sample, timestep, context), target);
             loss.backward();
             GradientCheckpoint.ThrowPendingError();
-            float theirLoss = reference.Read("unet.loss").item<float>(), theirNorm = reference.Read("unet.grad_norm").item<float>();
             float norm = torch.stack(parameters.Values.Select(p => p.grad!.pow(2).sum()).ToArray()).sum().sqrt().item<float>();
             Console.WriteLine($"{model}: {mode}: loss {loss.item<float>():F7} against {theirLoss:F7}, gradient norm {norm:F6} against {theirNorm:F6} (relative {Math.Abs(norm - theirNorm) / theirNorm:E2})");
-            foreach (var key in reference.Keys.Where(k => k.StartsWith("unet.grad.")).Order())
-                Report(model, $"{mode}: grad {key["unet.grad.".Length..]}", parameters[key["unet.grad.".Length..]].grad!, reference.Read(key));
+            foreach (var key in gradKeys)
+            {
+                string parameter = key[gradPrefix.Length..];
+                Report(model, $"{mode}: grad {parameter}", parameters[parameter].grad!, reference.Read(key));
+            }
         }
     }
 
     static void Report(string model, string what, Tensor ours, Tensor theirs)
     {
         if (!ours.shape.SequenceEqual(theirs.shape)) { Console.WriteLine($"{model}: {what}: shape [{string.Join(",", ours.shape)}] against [{string.Join(",", theirs.shape)}]"); return; }
-        double diff = (ours - theirs).abs().max().item<float>(), scale = theirs.abs().max().item<float>();
-        double meanDiff = (ours - theirs).abs().mean().item<float>();
+        using var scope = torch.NewDisposeScope();
+        var abs = (ours - theirs).abs();
+        double diff = abs.max().item<float>(), meanDiff = abs.mean().item<float>(), scale = theirs.abs().max().item<float>();
         Console.WriteLine($"{model}: {what}: max |ours - diffusers| {diff:E2} (mean {meanDiff:E2}), reference max |x| {scale:G4}, relative {diff / scale:E2}");
     }
 }

@@ -13,15 +13,12 @@ import sys
 
 import torch
 
-for name in ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "uint16", "uint32", "uint64"]:
-    if not hasattr(torch, name):  # dtypes diffusers 0.32 names at import, absent from PyTorch 1.13
-        setattr(torch, name, torch.float16)
+import torch_compat  # noqa: E402,F401  (before diffusers)
 
 import safetensors.torch  # noqa: E402
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from diffusers_fullsize_reference import write_safetensors  # noqa: E402
+from diffusers_fullsize_reference import write_safetensors  # noqa: E402  (this folder is on sys.path: it is the script's)
 
 source, out = sys.argv[1], os.path.join(sys.argv[2], "engine-written")
 os.makedirs(out, exist_ok=True)

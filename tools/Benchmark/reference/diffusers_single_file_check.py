@@ -11,9 +11,7 @@ import sys
 
 import torch
 
-for name in ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "uint16", "uint32", "uint64"]:
-    if not hasattr(torch, name):  # dtypes diffusers 0.32 names at import, absent from PyTorch 1.13
-        setattr(torch, name, torch.float16)
+import torch_compat  # noqa: E402,F401  (before diffusers)
 
 import safetensors.torch  # noqa: E402,F401  (diffusers' loader calls safetensors.torch without importing it)
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
