@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace DreamBooth.Benchmark;
 
 /// <summary>
-/// checkpoint-ab-sd14 [rounds=3] [workdir] [--prior] [--heap-as-trainer]: what checkpointing costs, measured in one process on one UNet so
+/// checkpoint-ab-sd14 [rounds=3] [workdir] [--prior] [--heap-as-trainer] [--device D]: what checkpointing costs, measured in one process on one UNet so
 /// that the machine's speed swings hit every variant alike. Each round runs a forward + backward of the full-size SD-1.4
 /// UNet (512 px latents, batch 1, or 2 with --prior) once per variant, in a rotating order: plain, whole blocks
 /// recomputed (-GradientCheckpointing), selective (-SelectiveCheckpointing), after one untimed warm-up pass. Prints each
@@ -16,7 +16,8 @@ namespace DreamBooth.Benchmark;
 /// of the machine then moves both sides of a ratio). With --heap-as-trainer each variant also gets the glibc heap the
 /// trainer gives it (checkpointing: the low-memory heap, <see cref="CpuAllocatorPolicy.UseLowMemoryHeap"/>; plain: the
 /// default), so the figure is what the switch costs as shipped; without it every variant runs on the default heap and
-/// the figure is the recompute's alone. Peak memory needs a process per variant: train-sd14.
+/// the figure is the recompute's alone. On a GPU (--device cuda) each pass ends with a synchronisation, so the time is
+/// the kernels', not their queueing. Peak memory needs a process per variant: train-sd14.
 /// </summary>
 public static class CheckpointAbSd14
 {
@@ -27,13 +28,16 @@ public static class CheckpointAbSd14
         string work = positional.Length > 1 ? positional[1] : "/tmp/dreambooth-bench";
         int batch = args.Contains("--prior") ? 2 : 1;
         bool heapAsTrainer = args.Contains("--heap-as-trainer");
+        int at = Array.IndexOf(args, "--device");
+        var device = DeviceSelection.Parse(at >= 0 && at + 1 < args.Length ? args[at + 1] : "cpu");
+        if (at >= 0 && at + 1 < args.Length) positional = positional.Where(a => a != args[at + 1]).ToArray();
         string model = Benchmarks.EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
-        using var unet = UNet2DConditionModel.FromPretrained(Path.Combine(model, "unet"), ScalarType.Float32, torch.CPU);
+        using var unet = UNet2DConditionModel.FromPretrained(Path.Combine(model, "unet"), ScalarType.Float32, device);
         unet.train();
         var g = new torch.Generator(0);
-        var x = torch.randn(new long[] { batch, 4, 64, 64 }, generator: g);
-        var c = torch.randn(new long[] { batch, 77, 768 }, generator: g);
-        var t = torch.tensor(Enumerable.Range(0, batch).Select(i => 100L + 600 * i).ToArray());
+        var x = torch.randn(new long[] { batch, 4, 64, 64 }, generator: g).to(device);
+        var c = torch.randn(new long[] { batch, 77, 768 }, generator: g).to(device);
+        var t = torch.tensor(Enumerable.Range(0, batch).Select(i => 100L + 600 * i).ToArray()).to(device);
         var variants = new (string Name, Action Set)[]
         {
             ("plain", () => { unet.GradientCheckpointing = false; unet.SelectiveCheckpointing = false; Heap(false); }),
@@ -51,6 +55,7 @@ public static class CheckpointAbSd14
                 unet.forward(x, t, c).pow(2).mean().backward();
                 GradientCheckpoint.ThrowPendingError();
             }
+            if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
             return sw.Elapsed.TotalSeconds;
         }
         variants[0].Set();
@@ -67,6 +72,7 @@ public static class CheckpointAbSd14
         double Median(List<double> v) { var o = v.OrderBy(d => d).ToList(); return o.Count % 2 == 1 ? o[o.Count / 2] : (o[o.Count / 2 - 1] + o[o.Count / 2]) / 2; }
         double plain = Median(times["plain"]);
         string Percent(double ratio) => $"{(ratio - 1) * 100:+0.0;-0.0}%";
+        Console.WriteLine($"device: {device}");
         Console.WriteLine($"glibc heap: {(heapAsTrainer ? "as the trainer sets it (checkpointing variants: low-memory heap)" : "default for every variant")}");
         Console.WriteLine($"| variant (batch {batch}, forward + backward, {rounds} rounds) | median s | vs plain | median of per-round ratios |");
         Console.WriteLine("|---|---|---|---|");

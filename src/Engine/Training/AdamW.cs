@@ -36,6 +36,7 @@ public sealed class AdamW : IDisposable
     public double Eps { get; private set; }
     public double WeightDecay { get; private set; }
     public Device? StateDevice { get; }
+    public bool HostMasterWeights { get; }
     public bool Use8Bit { get; }
     public long Min8BitSize { get; }
 
@@ -51,7 +52,7 @@ public sealed class AdamW : IDisposable
         if (dup is not null) throw new ArgumentException($"Parameter name '{dup.Key}' appears twice.", nameof(parameters));
         _params = parameters.ToList();
         Beta1 = options.Beta1; Beta2 = options.Beta2; Eps = options.Eps; WeightDecay = options.WeightDecay;
-        StateDevice = options.StateDevice; Use8Bit = options.Use8Bit; Min8BitSize = options.Min8BitSize;
+        StateDevice = options.StateDevice; HostMasterWeights = options.HostMasterWeights; Use8Bit = options.Use8Bit; Min8BitSize = options.Min8BitSize;
     }
 
     public IReadOnlyList<(string Name, Parameter P)> Parameters => _params;
@@ -64,6 +65,24 @@ public sealed class AdamW : IDisposable
 
     /// <summary>Bytes held by all moment tensors.</summary>
     public long StateBytes => _state.Values.Sum(s => s.Bytes);
+
+    /// <summary>Bytes held by the float32 copies of offloaded parameters (<see cref="AdamWOptions.HostMasterWeights"/>).</summary>
+    public long MasterBytes => _state.Values.Sum(s => s.Master is { } m ? m.numel() * m.ElementSize : 0);
+
+    /// <summary>
+    /// Test hook: handle CPU parameters as if they lived on another device than the state, so that the offload path
+    /// (master copies, copying back) runs without a GPU.
+    /// </summary>
+    internal bool TreatParametersAsRemote { get; set; }
+
+    /// <summary>
+    /// Forgets the float32 copies of offloaded parameters, to be taken again from the parameters at the next update;
+    /// for code that writes the parameters itself while this optimizer holds state for them.
+    /// </summary>
+    public void DropHostMasterWeights()
+    {
+        foreach (var s in _state.Values) { s.Master?.Dispose(); s.Master = null; s.MasterPinned = false; }
+    }
 
     /// <summary>Whether a parameter of this size gets 8-bit moments (bitsandbytes: numel ≥ min_8bit_size).</summary>
     public bool Uses8BitFor(Tensor p) => Use8Bit && p.numel() >= Min8BitSize;
@@ -87,28 +106,56 @@ public sealed class AdamW : IDisposable
         if (gradients is not null && gradients.Count != _params.Count)
             throw new ArgumentException($"{gradients.Count} gradients for {_params.Count} parameters.", nameof(gradients));
         using var noGrad = torch.no_grad();
-        for (int i = 0; i < _params.Count; i++)
+        Device? copiedTo = null;   // a GPU that asynchronous copies of master weights went to
+        try
         {
-            var (name, p) = _params[i];
-            using var scope = torch.NewDisposeScope();
-            var grad = gradients is null ? p.grad : gradients[i];
-            if (grad is null) continue;
-            var device = StateDevice ?? p.device;
-            var state = GetOrCreateState(name, p, device);
-            state.Step++;
-
-            bool inPlace = p.dtype == ScalarType.Float32 && SameDevice(p.device, device);
-            Tensor param = inPlace ? p : p.detach().to(ScalarType.Float32, device);
-            var g = grad.to(ScalarType.Float32, device);
-            if (FusedCpu && FusedAdamWCpu.Supports(param) && FusedAdamWCpu.Supports(g)) UpdateFused(state, param, g, lr, gradScale);
-            else
+            for (int i = 0; i < _params.Count; i++)
             {
-                if (gradScale != 1f) g = g.mul(gradScale);
-                if (state.Is8Bit) Update8Bit(state, param, g, lr, device);
-                else UpdateFloat32(state, param, g, lr);
+                var (name, p) = _params[i];
+                using var scope = torch.NewDisposeScope();
+                var grad = gradients is null ? p.grad : gradients[i];
+                if (grad is null) continue;
+                var device = StateDevice ?? p.device;
+                var state = GetOrCreateState(name, p, device);
+                state.Step++;
+
+                bool inPlace = p.dtype == ScalarType.Float32 && SameDevice(p.device, device) && !TreatParametersAsRemote;
+                bool useMaster = !inPlace && HostMasterWeights && p.dtype == ScalarType.Float32;
+                Tensor param = inPlace ? p : useMaster ? MasterOf(state, p, device) : p.detach().to(ScalarType.Float32, device);
+                var g = grad.to(ScalarType.Float32, device);
+                if (FusedCpu && FusedAdamWCpu.Supports(param) && FusedAdamWCpu.Supports(g)) UpdateFused(state, param, g, lr, gradScale);
+                else
+                {
+                    if (gradScale != 1f) g = g.mul(gradScale);
+                    if (state.Is8Bit) Update8Bit(state, param, g, lr, device);
+                    else UpdateFloat32(state, param, g, lr);
+                }
+                if (inPlace) continue;
+                // From page-locked memory the copy to the GPU runs while the next parameters are updated here.
+                bool async = useMaster && state.MasterPinned && p.device.type == DeviceType.CUDA;
+                p.copy_(param, async);
+                if (async) copiedTo = p.device;
             }
-            if (!inPlace) p.copy_(param);
         }
+        finally
+        {
+            // The masters are written again at the next update: the copies from them must be done before.
+            if (copiedTo is not null) torch.cuda.synchronize(copiedTo);
+        }
+    }
+
+    /// <summary>The float32 copy of an offloaded parameter, taken from it at its first update.</summary>
+    static Tensor MasterOf(AdamWParamState state, Parameter p, Device device)
+    {
+        if (state.Master is { } m) return m;
+        var master = p.detach().to(ScalarType.Float32, device, copy: true);
+        if (device.type == DeviceType.CPU && p.device.type == DeviceType.CUDA)
+        {
+            try { var pinned = master.pin_memory(); master.Dispose(); master = pinned; state.MasterPinned = true; }
+            catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or InvalidOperationException) { }
+        }
+        state.Master = master.DetachFromDisposeScope();
+        return state.Master;
     }
 
     /// <summary>Contiguous float32 CPU tensors: the same update in one pass over memory (<see cref="FusedAdamWCpu"/>).</summary>

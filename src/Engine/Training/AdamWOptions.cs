@@ -17,6 +17,16 @@ public sealed record AdamWOptions
     /// </summary>
     public Device? StateDevice { get; init; }
 
+    /// <summary>
+    /// With the state on another device than a float32 parameter (offload): keep a float32 copy of the parameter there
+    /// too (pinned when the parameter is on a GPU), update it in place and copy it back asynchronously, as DeepSpeed's
+    /// ZeRO-Offload keeps its master weights on the host. The parameter is then read from the device once, at its
+    /// first update, instead of every step; the update is the same bit for bit. Costs the parameters' size in host
+    /// memory. The optimizer must be the only writer of the parameters while it holds these copies
+    /// (<see cref="AdamW.DropHostMasterWeights"/> after writing them otherwise).
+    /// </summary>
+    public bool HostMasterWeights { get; init; } = true;
+
     /// <summary>bitsandbytes AdamW8bit: block-wise 8-bit moments for tensors with at least <see cref="Min8BitSize"/> elements.</summary>
     public bool Use8Bit { get; init; }
 

@@ -19,6 +19,15 @@ public sealed class AdamWParamState : IDisposable
 
     public bool Is8Bit => ExpAvgCodes is not null;
 
+    /// <summary>
+    /// The parameter's float32 value on the state's device when that is not the parameter's own
+    /// (<see cref="AdamWOptions.HostMasterWeights"/>); not saved: the parameter holds the same value.
+    /// </summary>
+    public Tensor? Master { get; internal set; }
+
+    /// <summary>Whether <see cref="Master"/> is page-locked, so that copying it to the GPU can run asynchronously.</summary>
+    internal bool MasterPinned { get; set; }
+
     internal IEnumerable<(string Suffix, Tensor Tensor)> Tensors()
     {
         if (ExpAvg is not null) yield return (AdamW.ExpAvgSuffix, ExpAvg);
@@ -35,6 +44,7 @@ public sealed class AdamWParamState : IDisposable
     public void Dispose()
     {
         foreach (var (_, t) in Tensors()) t.Dispose();
-        ExpAvg = ExpAvgSq = ExpAvgCodes = ExpAvgAbsmax = ExpAvgSqCodes = ExpAvgSqAbsmax = null;
+        Master?.Dispose();
+        ExpAvg = ExpAvgSq = ExpAvgCodes = ExpAvgAbsmax = ExpAvgSqCodes = ExpAvgSqAbsmax = Master = null;
     }
 }

@@ -240,7 +240,8 @@ public sealed class DreamBoothTrainer : IDisposable
                     accumulated = 0; micro = 0;
                     stepsThisSession++;
                     _lastSync = _state.Snapshot(generator, random);
-                    if (stepsThisSession == 1) _events.Log?.Invoke($"Optimizer state: {_optimizer.StateBytes / 1073741824.0:F2} GB{(_o.Use8BitAdam ? " (8-bit moments)" : "")}");   // memory recipes: shows what 8-bit Adam saves
+                    if (stepsThisSession == 1) _events.Log?.Invoke($"Optimizer state: {_optimizer.StateBytes / 1073741824.0:F2} GB{(_o.Use8BitAdam ? " (8-bit moments)" : "")}"
+                        + (_optimizer.MasterBytes > 0 ? $"; float32 master weights on the host: {_optimizer.MasterBytes / 1073741824.0:F2} GB" : ""));   // memory recipes: shows what 8-bit Adam saves
 
                     double rate = stepsThisSession / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
                     Report("training", _state.GlobalStep, maxSteps, epoch, lastLoss, _state.SmoothedLoss, stepLr, total.Elapsed, null, rate);
@@ -459,6 +460,7 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.OffloadOptimizerState && (_device.type != DeviceType.CPU || _events.OffloadGradientsOnCpu))
         {
             _gradientOffload = new GradientOffload(_trainable);
+            _optimizer.TreatParametersAsRemote = _device.type == DeviceType.CPU;   // the test hook: master copies too
             _events.Log?.Invoke("-OffloadOptimizerState: gradients move to the host as each checkpointed block's backward produces them.");
         }
     }

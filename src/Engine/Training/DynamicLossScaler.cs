@@ -52,17 +52,25 @@ public sealed class DynamicLossScaler
         using var scope = torch.NewDisposeScope();
         float invScale = (float)(1.0 / LossScale);
         Tensor? foundInf = null;
+        bool cpuNonFinite = false;
         using (torch.no_grad())
         {
             foreach (var g in gradients)
             {
                 if (g is null) continue;
+                if (FusedUnscaleCpu.Supports(g))
+                {
+                    // Host gradients (CPU training, offloaded ones): one pass, no device to keep in sync.
+                    if (!FusedUnscaleCpu.UnscaleAndCheckFinite(g, invScale)) cpuNonFinite = true;
+                    continue;
+                }
                 g.mul_(invScale);
                 // Accumulated on the gradients' device: a copy to the host per parameter would be a sync per parameter on CUDA.
                 var bad = torch.isfinite(g).all().logical_not();
                 foundInf = foundInf is null ? bad : foundInf.logical_or_(bad.to(foundInf.device));
             }
         }
+        if (cpuNonFinite) return false;
         return foundInf is null || !foundInf.item<bool>();
     }
 

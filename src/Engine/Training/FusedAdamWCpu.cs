@@ -195,9 +195,10 @@ internal static unsafe class FusedAdamWCpu
         return (byte)(MathF.Abs(code[hi] - x) < MathF.Abs(x - code[lo]) ? hi : lo);
     }
 
-    delegate void RangeAction(long start, long count);
+    internal delegate void RangeAction(long start, long count);
 
-    static void ForChunks(long n, RangeAction body)
+    /// <summary>Runs <paramref name="body"/> over [0, n) in chunks of <see cref="ChunkElements"/>, on libtorch's thread count.</summary>
+    internal static void ForChunks(long n, RangeAction body)
     {
         long chunks = (n + ChunkElements - 1) / ChunkElements;
         if (chunks <= 1) { if (n > 0) body(0, n); return; }
@@ -210,6 +211,6 @@ internal static unsafe class FusedAdamWCpu
     }
 
     // Tensor.bytes spans the tensor's own elements (storage offset included) in native memory, which never moves.
-    static float* Ptr(Tensor t) => (float*)BytePtr(t);
+    internal static float* Ptr(Tensor t) => (float*)BytePtr(t);
     static byte* BytePtr(Tensor t) => (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 }

@@ -111,6 +111,85 @@ public class AdamWTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal(ScalarType.Float32, o64.GetState("w")!.ExpAvg!.dtype);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OffloadedMasterWeights_GiveTheSameWeightsAsTheInPlaceUpdate(bool use8Bit)
+    {
+        // Offloaded state keeps a float32 copy of each parameter on the state's device (DeepSpeed's host master
+        // weights) instead of reading the parameter back every step. The hook runs that path on CPU parameters.
+        using var scope = torch.NewDisposeScope();
+        var (ps, grads) = Problem(5);
+        var names = new[] { "down.weight", "down.bias", "conv.weight" };
+        var options = new AdamWOptions { Use8Bit = use8Bit, WeightDecay = 0.02 };
+        var masters = ps.Select(p => Param(p)).ToArray();
+        var readBack = ps.Select(p => Param(p)).ToArray();
+        using var inPlace = new AdamW(names.Zip(ps).ToList(), options);
+        using var withMasters = new AdamW(names.Zip(masters).ToList(), options with { StateDevice = torch.CPU }) { TreatParametersAsRemote = true };
+        using var withoutMasters = new AdamW(names.Zip(readBack).ToList(), options with { StateDevice = torch.CPU, HostMasterWeights = false }) { TreatParametersAsRemote = true };
+        Run(inPlace, ps, grads, 0);
+        Run(withMasters, masters, grads, 0);
+        Run(withoutMasters, readBack, grads, 0);
+        for (int i = 0; i < ps.Length; i++)
+        {
+            Assert.True(ps[i].Equals(masters[i]), $"{names[i]} with master copies: max {Fixtures.MaxAbs(masters[i], ps[i]):E2}");
+            Assert.True(ps[i].Equals(readBack[i]), $"{names[i]} read back each step: max {Fixtures.MaxAbs(readBack[i], ps[i]):E2}");
+            var master = withMasters.GetState(names[i])!.Master!;
+            Assert.True(master.Equals(masters[i]), $"{names[i]}: the master copy is not the parameter's value");
+            using (torch.no_grad())
+            {
+                // A copy, not the parameter itself: writing it leaves the parameter alone.
+                var before = masters[i].clone();
+                master.add_(1f);
+                Assert.True(masters[i].Equals(before), $"{names[i]}: the master copy shares the parameter's memory");
+                master.copy_(before);
+            }
+        }
+        Assert.Equal(ps.Sum(p => p.numel() * 4), withMasters.MasterBytes);
+        Assert.Equal(0, withoutMasters.MasterBytes);
+        Assert.Equal(0, inPlace.MasterBytes);
+    }
+
+    [Fact]
+    public void MasterWeights_AreTakenAgainAfterDropAndAfterLoadState()
+    {
+        using var scope = torch.NewDisposeScope();
+        var (ps, grads) = Problem(4);
+        var names = new[] { "down.weight", "down.bias", "conv.weight" };
+        var reference = ps.Select(p => Param(p)).ToArray();
+        using var opt = new AdamW(names.Zip(ps).ToList(), new AdamWOptions { StateDevice = torch.CPU }) { TreatParametersAsRemote = true };
+        using var plain = new AdamW(names.Zip(reference).ToList());
+        Run(opt, ps, grads.Take(2), 0);
+        Run(plain, reference, grads.Take(2), 0);
+
+        // Someone else writes the parameters (as a weight load would): after DropHostMasterWeights the next update
+        // starts from the new values, not from the stale copies.
+        using (torch.no_grad())
+            for (int i = 0; i < ps.Length; i++) { ps[i].mul_(0.5f); reference[i].mul_(0.5f); }
+        opt.DropHostMasterWeights();
+        Assert.Equal(0, opt.MasterBytes);
+        Run(opt, ps, grads.Skip(2).Take(1), 2);
+        Run(plain, reference, grads.Skip(2).Take(1), 2);
+        for (int i = 0; i < ps.Length; i++) Assert.True(ps[i].Equals(reference[i]), $"{names[i]} after the drop");
+
+        var dir = Directory.CreateTempSubdirectory("db-adamw-master-").FullName;
+        try
+        {
+            var path = Path.Combine(dir, "optimizer.safetensors");
+            opt.SaveState(path);
+            using (var file = DreamBooth.Engine.IO.SafetensorsFile.Open(path))
+                Assert.DoesNotContain(file.Keys, k => k.Contains("master", StringComparison.OrdinalIgnoreCase));
+            using (torch.no_grad())
+                for (int i = 0; i < ps.Length; i++) { ps[i].add_(1f); reference[i].add_(1f); }
+            opt.LoadState(path);   // replaces the state, copies included
+            Assert.Equal(0, opt.MasterBytes);
+            Run(opt, ps, grads.Skip(3), 3);
+            Run(plain, reference, grads.Skip(3), 3);
+            for (int i = 0; i < ps.Length; i++) Assert.True(ps[i].Equals(reference[i]), $"{names[i]} after LoadState");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     static (Parameter[] ps, List<Tensor[]> grads) Problem(int steps)
     {
         torch.manual_seed(11);

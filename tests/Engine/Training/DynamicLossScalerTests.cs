@@ -45,6 +45,37 @@ public class DynamicLossScalerTests
         Assert.False(w.Equals(before));
     }
 
+    /// <summary>
+    /// CPU float32 gradients are unscaled and checked in one fused pass: the same products as libtorch's mul_ bit for
+    /// bit, and an inf or NaN anywhere (vector body, scalar tail, an element that only overflows when multiplied)
+    /// is found, across several parallel chunks.
+    /// </summary>
+    [Theory]
+    [InlineData(-1, 0f)]                        // all finite
+    [InlineData(5, float.PositiveInfinity)]     // in the vector body of the first chunk
+    [InlineData(200_003, float.NaN)]            // in a later chunk
+    [InlineData(262_142, float.NegativeInfinity)] // the last element (the scalar tail of an odd length)
+    [InlineData(77, 3e38f)]                     // finite, but ×2 overflows
+    public void FusedCpuUnscale_MatchesMulAndFindsEveryNonFiniteValue(int at, float value)
+    {
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(5);
+        const int n = 262_144 - 1;   // four chunks of the parallel loop, and a length no vector width divides
+        var g = torch.randn(n) * 1000f;
+        var other = torch.randn(3, 5);
+        if (at >= 0) g[at] = value;
+        float invScale = at == 77 ? 2f : (float)(1.0 / 1024.0 / 3.0);   // not a power of two: rounding shows
+        var expected = g.mul(invScale);
+        var expectedOther = other.mul(invScale);
+        var scaler = new DynamicLossScaler(initScale: 1.0 / invScale);
+        Assert.Equal(invScale, (float)(1.0 / scaler.LossScale));
+        bool finite = scaler.UnscaleAndCheck([g, null, other]);
+        Assert.Equal(at < 0, finite);
+        Assert.True(g.isfinite().logical_not().any().item<bool>() == !finite);
+        Assert.True(g.nan_to_num().Equals(expected.nan_to_num()), "fused products differ from mul_");
+        Assert.True(other.Equals(expectedOther));
+    }
+
     [Fact]
     public void StateRoundTrips()
     {

@@ -312,8 +312,11 @@ public sealed class RecipeTests : IDisposable
         GradientOffload? offload = null;
         long peak = 0, hostBytes = 0;
         var (ga, _) = Train(a);
-        var (gb, _) = Train(b, offloadGradientsOnCpu: true, offloadDone: o => { offload = o; peak = o.PeakCollectedBytes; hostBytes = o.HostBytes; });
+        var log = new List<string>();
+        var (gb, _) = Train(b, log: log, offloadGradientsOnCpu: true, offloadDone: o => { offload = o; peak = o.PeakCollectedBytes; hostBytes = o.HostBytes; });
         Assert.NotNull(offload);
+        // The update ran on float32 master copies of the weights, as on a GPU (AdamWOptions.HostMasterWeights).
+        Assert.Contains(log, l => l.StartsWith("Optimizer state") && l.Contains("float32 master weights on the host"));
         for (int s = 0; s < ga.Count; s++)
             for (int i = 0; i < ga[s].Length; i++) Assert.True(ga[s][i].Equals(gb[s][i]), $"step {s}, gradient {i}");
         var wa = Unet(a.OutputDirectory + "/checkpoint-2");
