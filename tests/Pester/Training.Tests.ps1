@@ -55,6 +55,15 @@ Describe 'Start-DreamBoothTraining' {
             $model.Settings.SetGradsToNone | Should -BeTrue
             $model.Settings.OffloadOptimizerState | Should -BeFalse
         }
+        It '-Deterministic repeats a seeded run exactly and is recorded with it' {
+            $a = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'det-a') -MaxTrainSteps 2 -Deterministic -Confirm:$false |
+                Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
+            $b = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'det-b') -MaxTrainSteps 2 -Deterministic -Confirm:$false |
+                Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
+            $a.Settings.Deterministic | Should -BeTrue
+            $hashA = (Get-FileHash (Join-Path $a.Path 'unet/diffusion_pytorch_model.safetensors')).Hash
+            (Get-FileHash (Join-Path $b.Path 'unet/diffusion_pytorch_model.safetensors')).Hash | Should -Be $hashA
+        }
         It 'refuses an output folder that already has checkpoints' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory $out -MaxTrainSteps 2 } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidOperation'

@@ -28,10 +28,12 @@ public static class Benchmarks
         bool selective = args.Contains("--selective");
         // --tf32: -AllowTf32 (fp32 matrix products in TF32 on CUDA).
         bool tf32 = args.Contains("--tf32");
+        // --deterministic: -Deterministic (libtorch's deterministic algorithms; what they cost on a GPU).
+        s_deterministic = args.Contains("--deterministic");
         // --device cpu|cuda|cuda:N (default auto: cuda:0 where the CUDA backend finds a GPU, else cpu).
         int at = Array.IndexOf(args, "--device");
         string device = at >= 0 && at + 1 < args.Length ? args[at + 1] : "auto";
-        args = args.Where((a, i) => a != "--no-prior" && a != "--selective" && a != "--tf32" && (at < 0 || (i != at && i != at + 1))).ToArray();
+        args = args.Where((a, i) => a != "--no-prior" && a != "--selective" && a != "--tf32" && a != "--deterministic" && (at < 0 || (i != at && i != at + 1))).ToArray();
         string recipe = args.Length > 0 ? args[0] : "fp32";
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
@@ -63,6 +65,7 @@ public static class Benchmarks
             if (!prior) start.ArgumentList.Add("--no-prior");
             if (selective) start.ArgumentList.Add("--selective");
             if (tf32) start.ArgumentList.Add("--tf32");
+            if (s_deterministic) start.ArgumentList.Add("--deterministic");
             start.ArgumentList.Add("--device"); start.ArgumentList.Add(device);
             Console.WriteLine($"== {recipe}");
             using var child = Process.Start(start)!;
@@ -85,6 +88,8 @@ public static class Benchmarks
 
     sealed class StopAfterSteps : Exception { }
 
+    static bool s_deterministic;
+
     static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, bool selective, bool tf32)
     {
         var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
@@ -95,7 +100,7 @@ public static class Benchmarks
             Model = pipeline, InstanceDataDirectory = instances, InstancePrompt = "a photo of sks dog",
             ClassDataDirectory = prior ? classes : null, ClassPrompt = prior ? "a photo of dog" : null, WithPriorPreservation = prior, NumClassImages = 4,
             Resolution = 512, TrainBatchSize = 1, MaxTrainSteps = steps + 1, CheckpointingSteps = 100000,
-            OutputDirectory = output, Device = device, Seed = 0, AllowTf32 = tf32,
+            OutputDirectory = output, Device = device, Seed = 0, AllowTf32 = tf32, Deterministic = s_deterministic,
         };
         o = recipe switch
         {
@@ -157,7 +162,7 @@ public static class Benchmarks
         Console.WriteLine(Row(skip == 0 ? "step 1 (warm-up)" : "first epoch, steps 2-" + Math.Min(epochSteps, wallSteps.Count) + " (each encodes its images)", skip, Math.Min(epochSteps, wallSteps.Count)));
         Console.WriteLine(Row($"later epochs, steps {epochSteps + 1}-{wallSteps.Count} (latents reused)", epochSteps, wallSteps.Count));
         string devicePeak = deviceMemory.PeakBytes is long bytes ? $"{bytes / 1073741824.0:F2} GB" : deviceMemory.Source;
-        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : "") + (tf32 ? " --tf32" : ""),
+        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : "") + (tf32 ? " --tf32" : "") + (s_deterministic ? " --deterministic" : ""),
             $"{Median(wallSteps.Skip(skip)):F2}", $"{Median(cpuSteps.Skip(skip)):F2}", $"{Program.PeakRssGB():F2}", devicePeak,
             stateLine.Replace("Optimizer state: ", ""), losses.Count > 1 ? $"{losses[1]:F4}" : "n/a"));
         Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}{(onDevice.type == DeviceType.CUDA ? "; CUDA allocator: " + DreamBooth.Engine.CudaAllocatorPolicy.Description : "")}");

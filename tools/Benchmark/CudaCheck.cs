@@ -97,6 +97,26 @@ public static class CudaCheck
                         $"max |loss diff| {lossDiff:G3}; weights in {files} file(s) max |diff| {weightDiff:G3}", result.Steps == 6 && resumed.Count == 3 && double.IsFinite(weightDiff));
             });
 
+        // -Deterministic: two seeded runs on the device must give the same losses and weights bit for bit (and, for
+        // comparison, how far apart two runs without it land).
+        if (only.Contains("deterministic"))
+            foreach (var (name, apply) in Recipes.Where(r => r.Name is "fp32" or "text-encoder" or "8GB" or "lora" or "bf16"))
+                failed += Guard($"deterministic {name} on {device}", () =>
+                {
+                    var o = apply(Options(repo, tiny, classes, Path.Combine(work, "det-" + name + "-a"), deviceName)) with { Deterministic = true };
+                    var (la, oa, sa) = Train(o);
+                    var (lb, ob, _) = Train(o with { OutputDirectory = Path.Combine(work, "det-" + name + "-b") });
+                    var (diff, _, files) = CompareWeights(oa, ob);
+                    var free = o with { Deterministic = false, OutputDirectory = Path.Combine(work, "free-" + name + "-a") };
+                    var (fa, foa, sf) = Train(free);
+                    var (fb, fob, _) = Train(free with { OutputDirectory = Path.Combine(work, "free-" + name + "-b") });
+                    var (freeDiff, _, _) = CompareWeights(foa, fob);
+                    double freeLoss = fa.Zip(fb, (a, b) => Math.Abs(a - b)).DefaultIfEmpty(double.NaN).Max();
+                    bool same = la.SequenceEqual(lb) && diff == 0 && files > 0;
+                    return ($"two seeded runs: losses {(la.SequenceEqual(lb) ? "identical" : "differ")}, max |weight diff| {diff:G3} in {files} file(s), {sa:F1} s a run; " +
+                            $"without -Deterministic: max |loss diff| {freeLoss:G3}, max |weight diff| {freeDiff:G3}, {sf:F1} s a run", same);
+                });
+
         // Validation images during training (the pipeline built from the training models, on the device).
         if (only.Contains("validation"))
             failed += Guard($"validation images on {device}", () =>

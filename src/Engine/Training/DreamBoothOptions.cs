@@ -66,6 +66,11 @@ public sealed record DreamBoothOptions
     public bool CacheLatents { get; init; }
     /// <summary>diffusers' --allow_tf32: fp32 matrix products in TF32 on CUDA (Ampere and later) during the run (<see cref="Tf32"/>).</summary>
     public bool AllowTf32 { get; init; }
+    /// <summary>
+    /// accelerate's set_seed(deterministic=True): libtorch's deterministic algorithms during the run, so that a seeded
+    /// run on a GPU repeats bit for bit (<see cref="DeterministicAlgorithms"/>). The CPU is deterministic without it.
+    /// </summary>
+    public bool Deterministic { get; init; }
     // LoRA (issue 8): frozen UNet/text encoder with trainable adapters (diffusers' train_dreambooth_lora.py).
     /// <summary>Train LoRA adapters on the attention projections instead of the full weights.</summary>
     public bool LoRA { get; init; }

@@ -131,6 +131,7 @@ public sealed class DreamBoothTrainer : IDisposable
         var total = Stopwatch.StartNew();
         using var deviceMemory = DeviceMemoryMonitor.Start(_device);   // CUDA only: what the recipe needs of the card
         using var tf32 = Tf32.Allow(_o.AllowTf32);
+        using var deterministic = DeterministicAlgorithms.Enable(_o.Deterministic);
         torch.set_num_threads(Math.Max(1, Environment.ProcessorCount));
         CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.SelectiveCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
         if (_o.WithPriorPreservation) EnsureClassImages(cancellation);

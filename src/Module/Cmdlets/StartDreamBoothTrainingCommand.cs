@@ -66,6 +66,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public SwitchParameter OffloadOptimizerState { get; set; }
     [Parameter] public SwitchParameter CacheLatents { get; set; }
     [Parameter] public SwitchParameter AllowTf32 { get; set; }
+    /// <summary>libtorch's deterministic algorithms for the run: a seeded run on a GPU repeats bit for bit (accelerate's set_seed(deterministic=True)).</summary>
+    [Parameter] public SwitchParameter Deterministic { get; set; }
     /// <summary>Accepted so the guide's commands translate; attention always uses scaled_dot_product_attention.</summary>
     [Parameter] [Alias("EnableXformersMemoryEfficientAttention")] public SwitchParameter MemoryEfficientAttention { get; set; }
 
@@ -116,7 +118,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, SnrGamma = SnrGamma,
             OutputDirectory = ResolvePath(OutputDirectory!), Device = Device, MixedPrecision = MixedPrecision,
             GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
-            OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32,
+            OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32, Deterministic = Deterministic,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,
         };
         if (MemoryProfile is not null) options = ApplyMemoryProfile(options, MemoryProfile);

@@ -332,6 +332,27 @@ public sealed class RecipeTests : IDisposable
     }
 
     /// <summary>
+    /// -Deterministic: libtorch's deterministic mode for the run, off again after it. The CPU's kernels are
+    /// deterministic already, so the run gives the same weights as one without it, bit for bit (no operation of the
+    /// training path refuses the mode); on a GPU, cuda-check runs it twice and compares.
+    /// </summary>
+    [Fact]
+    public void Deterministic_IsOnForTheRunOnly_AndChangesNothingOnTheCpu()
+    {
+        var plain = Options("nondeterministic", 2) with { TrainTextEncoder = true, GradientCheckpointing = true };
+        var seeded = Options("deterministic", 2) with { TrainTextEncoder = true, GradientCheckpointing = true, Deterministic = true };
+        bool onDuringRun = false;
+        Train(plain);
+        var events = new TrainingEvents { Progress = _ => onDuringRun |= DeterministicAlgorithms.Enabled };
+        DreamBoothTrainer.Train(seeded, events, CancellationToken.None);
+        Assert.True(onDuringRun);
+        Assert.False(DeterministicAlgorithms.Enabled);
+        var wa = Unet(plain.OutputDirectory + "/checkpoint-2");
+        var wb = Unet(seeded.OutputDirectory + "/checkpoint-2");
+        foreach (var (k, v) in wa) Assert.True(v.Equals(wb[k]), k);
+    }
+
+    /// <summary>
     /// The same moves when the text encoder trains too (its layers are checkpointed and report their backward as the
     /// UNet's blocks do) and for LoRA adapters on both: gradients equal bit for bit to the resident run's, every
     /// trainable parameter has its host buffer, and the parameters never held all of them at once.
