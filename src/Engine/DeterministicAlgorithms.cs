@@ -31,6 +31,9 @@ public static class DeterministicAlgorithms
         return new DisposableAction(() => { context.DeterministicAlgorithms = algorithms; context.DeterministicCuDNN = cudnn; });
     }
 
+    /// <summary>Throws <see cref="PlatformNotSupportedException"/> where the loaded libtorch lacks the switches.</summary>
+    public static void EnsureAvailable() => LibTorchContext.Get();
+
     /// <summary>Whether libtorch's deterministic-algorithms mode is on (false where the switch cannot be read).</summary>
     public static bool Enabled => LibTorchContext.TryGet() is { } c && c.DeterministicAlgorithms;
 

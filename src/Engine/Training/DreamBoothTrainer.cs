@@ -98,6 +98,7 @@ public sealed class DreamBoothTrainer : IDisposable
     public static void Preflight(DreamBoothOptions o, bool resuming = false)
     {
         o.Validate();
+        if (o.Deterministic) DeterministicAlgorithms.EnsureAvailable();   // not after minutes of loading
         var source = ModelSource.Resolve(o.Model);
         if (source.IsLoRA)
             throw new ArgumentException($"'{o.Model}' is a LoRA output (adapters only). Bake it into a full model first with Merge-DreamBoothLoRA, then train from that folder.");
