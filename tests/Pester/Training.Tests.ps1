@@ -64,6 +64,21 @@ Describe 'Start-DreamBoothTraining' {
             $hashA = (Get-FileHash (Join-Path $a.Path 'unet/diffusion_pytorch_model.safetensors')).Hash
             (Get-FileHash (Join-Path $b.Path 'unet/diffusion_pytorch_model.safetensors')).Hash | Should -Be $hashA
         }
+        It '-CaptionExtension trains each captioned image with its own prompt, and an empty caption stops the run first' {
+            $captioned = Join-Path $work 'captioned'
+            Copy-Item $instances $captioned -Recurse
+            $first = Get-ChildItem $captioned -File | Select-Object -First 1
+            Set-Content ([IO.Path]::ChangeExtension($first.FullName, '.txt')) 'a photo of sks toy on a beach'
+            $run = Start-DreamBoothTraining @base -InstanceDataDirectory $captioned -CaptionExtension .txt -OutputDirectory (Join-Path $work 'cap') -MaxTrainSteps 1 -Confirm:$false -Verbose 4>&1
+            @($run | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message |
+                Should -Contain ("Captions (.txt): 1 of $(@(Get-ChildItem $instances -File).Count) instance images have their own prompt; the others use -InstancePrompt.")
+            ($run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Settings.CaptionExtension | Should -Be '.txt'
+            Set-Content ([IO.Path]::ChangeExtension($first.FullName, '.txt')) ''
+            $e = { Start-DreamBoothTraining @base -InstanceDataDirectory $captioned -CaptionExtension .txt -OutputDirectory (Join-Path $work 'cap-empty') -MaxTrainSteps 1 -Confirm:$false } |
+                Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidData'
+            $e.Exception.Message | Should -Match 'is empty'
+        }
         It 'refuses an output folder that already has checkpoints' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory $out -MaxTrainSteps 2 } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidOperation'

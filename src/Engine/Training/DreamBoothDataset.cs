@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 namespace DreamBooth.Engine.Training;
 
 /// <summary>
-/// diffusers' DreamBoothDataset: one prompt for all instance images, item i pairs instance i % n with class i % m,
+/// diffusers' DreamBoothDataset: one prompt for all instance images (or each its caption file's,
+/// <see cref="InstanceCaptions"/>), item i pairs instance i % n with class i % m,
 /// length max(n, m) with prior preservation (else n). Images: EXIF orientation, RGB, shorter side resized (bilinear)
 /// to the resolution, center or random crop, optional horizontal flip, normalised to [-1, 1]. Random choices come
 /// from the trainer's serialisable generator so a resumed run sees the same crops.
@@ -13,28 +14,41 @@ namespace DreamBooth.Engine.Training;
 public sealed class DreamBoothDataset
 {
     public IReadOnlyList<string> InstanceImages { get; }
+    /// <summary>The prompt of each instance image, in the same order (all the instance prompt unless captioned).</summary>
+    public IReadOnlyList<string>? InstancePrompts { get; }
     public IReadOnlyList<string> ClassImages { get; }
     public int Resolution { get; }
     public bool CenterCrop { get; }
     public bool RandomFlip { get; }
     public int Length => ClassImages.Count > 0 ? Math.Max(InstanceImages.Count, ClassImages.Count) : InstanceImages.Count;
 
-    public DreamBoothDataset(IReadOnlyList<string> instanceImages, IReadOnlyList<string> classImages, int resolution, bool centerCrop, bool randomFlip)
+    public DreamBoothDataset(IReadOnlyList<string> instanceImages, IReadOnlyList<string> classImages, int resolution, bool centerCrop, bool randomFlip,
+        IReadOnlyList<string>? instancePrompts = null)
     {
         if (instanceImages.Count == 0) throw new ArgumentException("There are no instance images.");
-        InstanceImages = instanceImages; ClassImages = classImages;
+        if (instancePrompts is not null && instancePrompts.Count != instanceImages.Count)
+            throw new ArgumentException($"{instancePrompts.Count} prompts for {instanceImages.Count} instance images.", nameof(instancePrompts));
+        InstanceImages = instanceImages; ClassImages = classImages; InstancePrompts = instancePrompts;
         Resolution = resolution; CenterCrop = centerCrop; RandomFlip = randomFlip;
     }
 
-    /// <summary>Opens the folders: images only (sorted by name); class images capped at <paramref name="numClassImages"/> as diffusers does.</summary>
-    public static DreamBoothDataset FromFolders(string instanceDir, string? classDir, int numClassImages, int resolution, bool centerCrop, bool randomFlip)
+    /// <summary>
+    /// Opens the folders: images only (sorted by name); class images capped at <paramref name="numClassImages"/> as
+    /// diffusers does; each instance image's prompt from its caption file where <paramref name="captionExtension"/> is set.
+    /// </summary>
+    public static DreamBoothDataset FromFolders(string instanceDir, string? classDir, int numClassImages, int resolution, bool centerCrop, bool randomFlip,
+        string? instancePrompt = null, string? captionExtension = null)
     {
         var instances = ImageFiles.List(instanceDir);
         if (instances.Count == 0)
             throw new ArgumentException($"Instance folder '{instanceDir}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
         var classes = classDir is null ? (IReadOnlyList<string>)Array.Empty<string>() : ImageFiles.List(classDir).Take(numClassImages).ToList();
-        return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip);
+        var prompts = instancePrompt is null ? null : InstanceCaptions.Read(instances, captionExtension, instancePrompt);
+        return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip, prompts);
     }
+
+    /// <summary>The prompt of item <paramref name="index"/>'s instance image; <paramref name="fallback"/> where the dataset has none.</summary>
+    public string InstancePromptOf(int index, string fallback) => InstancePrompts is { } p ? p[index % InstanceImages.Count] : fallback;
 
     /// <summary>
     /// The views of item <paramref name="index"/> (instance, class or null) without decoding their pixels: the random

@@ -11,6 +11,12 @@ public sealed record DreamBoothOptions
     public required string Model { get; init; }
     public required string InstanceDataDirectory { get; init; }
     public required string InstancePrompt { get; init; }
+    /// <summary>
+    /// kohya-ss' --caption_extension: an instance image with a text file of this extension beside it (dog1.png,
+    /// dog1.txt) is trained with that file's first line as its prompt; the others with <see cref="InstancePrompt"/>
+    /// (<see cref="InstanceCaptions"/>). Null: one prompt for all, as diffusers.
+    /// </summary>
+    public string? CaptionExtension { get; init; }
     public string? ClassDataDirectory { get; init; }
     public string? ClassPrompt { get; init; }
     public bool WithPriorPreservation { get; init; }
@@ -109,6 +115,8 @@ public sealed record DreamBoothOptions
         Range(SnrGamma is null or > 0, nameof(SnrGamma), SnrGamma!, "must be positive");
         Range(LoRARank >= 1, nameof(LoRARank), LoRARank, "must be at least 1");
         Range(LoRAAlpha is null or > 0, nameof(LoRAAlpha), LoRAAlpha!, "must be positive");
+        if (CaptionExtension is not null && (CaptionExtension.Trim('.').Length == 0 || CaptionExtension.IndexOfAny(new[] { '/', '\\', '*', '?' }) >= 0))
+            throw new ArgumentException($"-CaptionExtension must be a file extension such as .txt or .caption (got '{CaptionExtension}').");
         if (SaveKohyaLoRA && !LoRA) throw new ArgumentException("-SaveKohyaLoRA needs -LoRA (a full fine-tune has no adapters to write).");
         if (WithPriorPreservation)
         {

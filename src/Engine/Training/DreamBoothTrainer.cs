@@ -108,6 +108,7 @@ public sealed class DreamBoothTrainer : IDisposable
         var instances = ImageFiles.List(o.InstanceDataDirectory);
         if (instances.Count == 0)
             throw new ArgumentException($"Instance folder '{o.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
+        InstanceCaptions.Read(instances, o.CaptionExtension, o.InstancePrompt);   // an empty caption file fails now
         // Unreadable images fail now, naming the file, not an hour into the run.
         foreach (var f in instances) ImageLoader.LoadRgb(f).Dispose();
         if (o.WithPriorPreservation && Directory.Exists(o.ClassDataDirectory!))
@@ -142,7 +143,12 @@ public sealed class DreamBoothTrainer : IDisposable
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
         LoadModels(resume?.Path);
         _dataset = DreamBoothDataset.FromFolders(_o.InstanceDataDirectory, _o.WithPriorPreservation ? _o.ClassDataDirectory : null,
-            _o.NumClassImages, _o.Resolution, _o.CenterCrop, _o.RandomFlip);
+            _o.NumClassImages, _o.Resolution, _o.CenterCrop, _o.RandomFlip, _o.InstancePrompt, _o.CaptionExtension);
+        if (_o.CaptionExtension is not null)
+        {
+            int captioned = _dataset.InstancePrompts!.Count(p => p != _o.InstancePrompt);
+            _events.Log?.Invoke($"Captions ({InstanceCaptions.Normalize(_o.CaptionExtension)}): {captioned} of {_dataset.InstanceImages.Count} instance images have their own prompt; the others use -InstancePrompt.");
+        }
 
         int batchesPerEpoch = (_dataset.Length + _o.TrainBatchSize - 1) / _o.TrainBatchSize;
         int stepsPerEpoch = (batchesPerEpoch + _o.GradientAccumulationSteps - 1) / _o.GradientAccumulationSteps;
@@ -316,7 +322,8 @@ public sealed class DreamBoothTrainer : IDisposable
         using var scope = torch.NewDisposeScope();
         var planned = indices.Select(i => _dataset.Plan(i, random)).ToList();
         var views = planned.Select(p => p.Instance).Concat(planned.Where(p => p.Class is not null).Select(p => p.Class!.Value)).ToList();
-        var prompts = Enumerable.Repeat(_o.InstancePrompt, planned.Count).Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", views.Count - planned.Count)).ToList();
+        var prompts = indices.Select(i => _dataset.InstancePromptOf(i, _o.InstancePrompt))
+            .Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", views.Count - planned.Count)).ToList();
 
         // Each view's latent distribution is encoded once (LatentCache); the sample is drawn fresh every step.
         Tensor latents;
@@ -428,15 +435,15 @@ public sealed class DreamBoothTrainer : IDisposable
     }
 
     /// <summary>
-    /// A frozen text encoder maps the two prompts to the same embeddings every step (diffusers'
-    /// --pre_compute_text_embeddings): compute them once and free the encoder (~0.5 GB for CLIP ViT-L) unless
+    /// A frozen text encoder maps the prompts (instance and class, and each caption) to the same embeddings every step
+    /// (diffusers' --pre_compute_text_embeddings): compute them once and free the encoder (~0.5 GB for CLIP ViT-L) unless
     /// validation still needs it.
     /// </summary>
     void PrecomputePromptEmbeddings()
     {
         _promptEmbeddings = new();
         using (torch.no_grad())
-            foreach (var prompt in new[] { _o.InstancePrompt, _o.ClassPrompt ?? "" }.Distinct())
+            foreach (var prompt in (_dataset.InstancePrompts ?? Array.Empty<string>()).Prepend(_o.InstancePrompt).Append(_o.ClassPrompt ?? "").Distinct())
             {
                 using var scope = torch.NewDisposeScope();
                 var ids = _tokenizer.EncodeBatch(new[] { prompt }).ToTensor().to(_device);

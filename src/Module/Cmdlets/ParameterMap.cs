@@ -8,6 +8,7 @@ public static class ParameterMap
         ["pretrained_model_name_or_path"] = "Model",
         ["instance_data_dir"] = "InstanceDataDirectory",
         ["instance_prompt"] = "InstancePrompt",
+        ["caption_extension"] = "CaptionExtension",   // kohya-ss sd-scripts
         ["class_data_dir"] = "ClassDataDirectory",
         ["class_prompt"] = "ClassPrompt",
         ["with_prior_preservation"] = "WithPriorPreservation",

@@ -19,6 +19,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
 
     [Parameter] [Alias("InstanceDataDir")] public string? InstanceDataDirectory { get; set; }
     [Parameter] public string? InstancePrompt { get; set; }
+    /// <summary>kohya-ss' --caption_extension: an instance image's prompt from the text file of this extension beside it.</summary>
+    [Parameter] public string? CaptionExtension { get; set; }
     [Parameter] [Alias("ClassDataDir")] public string? ClassDataDirectory { get; set; }
     [Parameter] public string? ClassPrompt { get; set; }
     [Parameter] public SwitchParameter WithPriorPreservation { get; set; }
@@ -103,7 +105,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
 
         var options = new DreamBoothOptions
         {
-            Model = ResolveModel(Model!, Offline).Path, InstanceDataDirectory = ResolvePath(InstanceDataDirectory!), InstancePrompt = InstancePrompt!,
+            Model = ResolveModel(Model!, Offline).Path, InstanceDataDirectory = ResolvePath(InstanceDataDirectory!), InstancePrompt = InstancePrompt!, CaptionExtension = CaptionExtension,
             ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
             WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
             SampleBatchSize = SampleBatchSize, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,

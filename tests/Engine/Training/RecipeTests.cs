@@ -332,6 +332,42 @@ public sealed class RecipeTests : IDisposable
     }
 
     /// <summary>
+    /// -CaptionExtension (kohya-ss' caption files): captions that repeat the instance prompt train exactly as no
+    /// captions do (the prompt plumbing changes nothing else); a caption of its own changes what that image teaches,
+    /// with the frozen text encoder's precomputed embeddings and with a trained text encoder alike; an empty caption
+    /// file stops the run in Preflight, before any model loads.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Captions_GiveEachImageItsPrompt(bool trainTextEncoder)
+    {
+        var plain = Options("no-captions", 2) with { TrainTextEncoder = trainTextEncoder };
+        var same = Options("same-captions", 2) with { TrainTextEncoder = trainTextEncoder, CaptionExtension = "txt" };
+        var own = Options("own-caption", 2) with { TrainTextEncoder = trainTextEncoder, CaptionExtension = ".txt" };
+        foreach (var image in Directory.GetFiles(_instances, "*.png"))
+            File.WriteAllText(Path.ChangeExtension(image, ".txt"), plain.InstancePrompt + "\n");
+        Train(plain);
+        var log = new List<string>();
+        Train(same, log: log);
+        Assert.Contains(log, l => l.StartsWith("Captions (.txt): 0 of 3 instance images"));
+        File.WriteAllText(Path.Combine(_instances, "1.txt"), "a photo of sks dog wearing a red hat");
+        log.Clear();
+        Train(own, log: log);
+        Assert.Contains(log, l => l.StartsWith("Captions (.txt): 1 of 3 instance images"));
+
+        var w0 = Unet(plain.OutputDirectory + "/checkpoint-2");
+        var w1 = Unet(same.OutputDirectory + "/checkpoint-2");
+        var w2 = Unet(own.OutputDirectory + "/checkpoint-2");
+        foreach (var (k, v) in w0) Assert.True(v.Equals(w1[k]), k);
+        Assert.Contains(w0, kv => !kv.Value.Equals(w2[kv.Key]));
+
+        File.WriteAllText(Path.Combine(_instances, "2.txt"), "");
+        var e = Assert.Throws<InvalidDataException>(() => DreamBoothTrainer.Preflight(own with { OutputDirectory = Path.Combine(_root, "empty-caption") }));
+        Assert.Contains("2.txt", e.Message);
+    }
+
+    /// <summary>
     /// -Deterministic: libtorch's deterministic mode for the run, off again after it. The CPU's kernels are
     /// deterministic already, so the run gives the same weights as one without it, bit for bit (no operation of the
     /// training path refuses the mode); on a GPU, cuda-check runs it twice and compares.
