@@ -34,6 +34,11 @@ public static class DeterministicAlgorithms
     /// <summary>Throws <see cref="PlatformNotSupportedException"/> where the loaded libtorch lacks the switches.</summary>
     public static void EnsureAvailable() => LibTorchContext.Get();
 
+    /// <summary>For Get-DreamBoothEnvironment: whether -Deterministic can be used with the loaded libtorch.</summary>
+    public static string Availability => LibTorchContext.TryGet() is null
+        ? "not available: the loaded libtorch does not export its deterministic-algorithms switches"
+        : $"available (-Deterministic turns it on for a run; {CublasWorkspaceVariable} {(Environment.GetEnvironmentVariable(CublasWorkspaceVariable) is { Length: > 0 } v ? "= " + v : "set when used")})";
+
     /// <summary>Whether libtorch's deterministic-algorithms mode is on (false where the switch cannot be read).</summary>
     public static bool Enabled => LibTorchContext.TryGet() is { } c && c.DeterministicAlgorithms;
 

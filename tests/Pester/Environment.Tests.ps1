@@ -44,6 +44,9 @@ Describe 'Module' {
         }
     }
 
+    It 'says that -Deterministic works with the loaded libtorch' {
+        (Get-DreamBoothEnvironment).DeterministicAlgorithms | Should -BeLike 'available (-Deterministic turns it on for a run*'
+    }
     It 'puts MKL on its AVX2 path on import where the CPU is not Intel''s (Linux) unless the user chose' {
         $reported = Get-DreamBoothEnvironment
         $reported.CpuMatrixLibrary | Should -Not -BeNullOrEmpty

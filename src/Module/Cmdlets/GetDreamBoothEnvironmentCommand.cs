@@ -40,6 +40,7 @@ public sealed class GetDreamBoothEnvironmentCommand : DreamBoothCmdlet
             CpuAllocator = DreamBooth.Engine.CpuAllocatorPolicy.Description,
             CudaAllocator = DreamBooth.Engine.CudaAllocatorPolicy.Description,
             CpuMatrixLibrary = DreamBooth.Engine.MklCodePathPolicy.Description,
+            DeterministicAlgorithms = DreamBooth.Engine.DeterministicAlgorithms.Availability,
             CpuFp16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.Float16), 1),
             CpuBf16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.BFloat16), 1),
             CpuFp16Emulated = LowPrecisionOnCpu.Emulates(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float16),

@@ -30,6 +30,8 @@ public sealed class DreamBoothEnvironment
     public string? CudaAllocator { get; init; }
     /// <summary>Which code path MKL runs libtorch's CPU matrix products on (its AVX2 path on non-Intel CPUs: set on import), or the user's MKL_CBWR.</summary>
     public string? CpuMatrixLibrary { get; init; }
+    /// <summary>Whether -Deterministic (libtorch's deterministic algorithms) works with the loaded libtorch.</summary>
+    public string? DeterministicAlgorithms { get; init; }
     /// <summary>
     /// How many times longer a small convolution takes on this CPU in fp16 / bf16 than in fp32 with libtorch's own
     /// kernels (measured once per session). Above LowPrecisionOnCpu.SlowFactor (8) those are slow fallback kernels.
