@@ -59,6 +59,7 @@
             Examples = @(
                 @{ Code = "Start-DreamBoothTraining -Model ./stable-diffusion-v1-5 -InstanceDataDirectory ./dog -InstancePrompt 'a photo of sks dog' -WithPriorPreservation -ClassDataDirectory ./class-dog -ClassPrompt 'a photo of dog' -Resolution 512 -LearningRate 5e-6 -MaxTrainSteps 400 -OutputDirectory ./sks-dog-model"; Remarks = 'The diffusers README''s prior-preservation run.' }
                 @{ Code = "Start-DreamBoothTraining -ConfigFile ./dog.json -MaxTrainSteps 800"; Remarks = 'Settings from a JSON or .psd1 file (diffusers flag names or these parameter names); the command line wins.' }
+                @{ Code = "Set-Content ./dog/dog2.txt 'a photo of sks dog asleep on a sofa'`nStart-DreamBoothTraining -Model ./stable-diffusion-v1-5 -InstanceDataDirectory ./dog -InstancePrompt 'a photo of sks dog' -CaptionExtension .txt -MaxTrainSteps 400 -OutputDirectory ./sks-dog-captioned"; Remarks = 'dog2.png trains with its own caption, the other photos with -InstancePrompt (kohya-ss caption files).' }
             )
             Parameters = @{
                 InstanceDataDirectory = 'Folder with 3-5 photos of the subject (--instance_data_dir).'
