@@ -70,6 +70,7 @@
                 PriorLossWeight = 'Weight of the prior-preservation loss (--prior_loss_weight).'
                 NumClassImages = 'Class images wanted; the shortfall is generated (--num_class_images).'
                 SampleBatchSize = 'Batch size when generating class images (--sample_batch_size).'
+                PriorGenerationPrecision = 'Precision for generating class images (--prior_generation_precision): fp32, fp16 or bf16. Default (auto, or no as in diffusers): fp16 on a GPU, fp32 on the CPU.'
                 Resolution = 'Training image size, a multiple of 8 (--resolution).'
                 CenterCrop = 'Center-crop instead of random crop (--center_crop).'
                 RandomFlip = 'Randomly flip images horizontally.'

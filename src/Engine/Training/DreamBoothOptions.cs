@@ -23,6 +23,11 @@ public sealed record DreamBoothOptions
     public double PriorLossWeight { get; init; } = 1.0;
     public int NumClassImages { get; init; } = 100;
     public int SampleBatchSize { get; init; } = 4;
+    /// <summary>
+    /// diffusers' --prior_generation_precision: fp32, fp16 or bf16 for generating class images; null (or auto / no):
+    /// fp16 on a GPU, fp32 on the CPU, as diffusers.
+    /// </summary>
+    public string? PriorGenerationPrecision { get; init; }
     /// <summary>Steps for class-image generation (diffusers uses the pipeline default, 50).</summary>
     public int ClassImageSteps { get; init; } = 50;
     public int Resolution { get; init; } = 512;
@@ -104,6 +109,8 @@ public sealed record DreamBoothOptions
         Range(PriorLossWeight >= 0, nameof(PriorLossWeight), PriorLossWeight, "cannot be negative");
         Range(NumClassImages >= 1, nameof(NumClassImages), NumClassImages, "must be at least 1");
         Range(SampleBatchSize >= 1, nameof(SampleBatchSize), SampleBatchSize, "must be at least 1");
+        if (PriorGenerationPrecision is not (null or "auto" or "no" or "fp32" or "fp16" or "bf16"))
+            throw new ArgumentException($"-PriorGenerationPrecision must be fp32, fp16 or bf16 (got '{PriorGenerationPrecision}').");
         Range(MaxGradNorm > 0, nameof(MaxGradNorm), MaxGradNorm, "must be positive");
         Range(AdamBeta1 is >= 0 and < 1, nameof(AdamBeta1), AdamBeta1, "must be in [0, 1)");
         Range(AdamBeta2 is >= 0 and < 1, nameof(AdamBeta2), AdamBeta2, "must be in [0, 1)");

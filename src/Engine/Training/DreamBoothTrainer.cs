@@ -477,9 +477,11 @@ public sealed class DreamBoothTrainer : IDisposable
     void EnsureClassImages(CancellationToken cancellation)
     {
         var plan = ClassImageGenerator.Inspect(_o.ClassDataDirectory!, _o.NumClassImages);
-        _events.Log?.Invoke($"Class images in '{plan.Directory}': found {plan.Existing}, generating {plan.Missing}.");
+        // diffusers: fp16 on a GPU, fp32 on the CPU, unless --prior_generation_precision says otherwise ("no" included).
+        var dtype = DeviceSelection.ParsePrecision(_o.PriorGenerationPrecision is "no" ? null : _o.PriorGenerationPrecision, _device);
+        _events.Log?.Invoke($"Class images in '{plan.Directory}': found {plan.Existing}, generating {plan.Missing}"
+            + (plan.Missing > 0 ? $" ({DeviceSelection.PrecisionName(dtype)} on {_device})." : "."));
         if (plan.Missing == 0) return;
-        var dtype = DeviceSelection.ParsePrecision(null, _device);
         using var pipeline = PipelineCache.Load(_source, dtype, _device);   // freed before training starts
         var sw = Stopwatch.StartNew();
         var options = new TextToImageOptions

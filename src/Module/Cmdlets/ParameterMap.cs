@@ -15,6 +15,7 @@ public static class ParameterMap
         ["prior_loss_weight"] = "PriorLossWeight",
         ["num_class_images"] = "NumClassImages",
         ["sample_batch_size"] = "SampleBatchSize",
+        ["prior_generation_precision"] = "PriorGenerationPrecision",
         ["resolution"] = "Resolution",
         ["center_crop"] = "CenterCrop",
         ["random_flip"] = "RandomFlip",

@@ -27,6 +27,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ValidateRange(0.0, 1000.0)] public double PriorLossWeight { get; set; } = 1.0;
     [Parameter, ValidateRange(1, 100000)] public int NumClassImages { get; set; } = 100;
     [Parameter, ValidateRange(1, 64)] public int SampleBatchSize { get; set; } = 4;
+    /// <summary>diffusers' --prior_generation_precision: the precision class images are generated in (auto: fp16 on a GPU, fp32 on the CPU).</summary>
+    [Parameter, ValidateSet("auto", "no", "fp32", "fp16", "bf16")] public string? PriorGenerationPrecision { get; set; }
     [Parameter] public int Resolution { get; set; } = 512;
     [Parameter] public SwitchParameter CenterCrop { get; set; }
     [Parameter] public SwitchParameter RandomFlip { get; set; }
@@ -108,7 +110,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             Model = ResolveModel(Model!, Offline).Path, InstanceDataDirectory = ResolvePath(InstanceDataDirectory!), InstancePrompt = InstancePrompt!, CaptionExtension = CaptionExtension,
             ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
             WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
-            SampleBatchSize = SampleBatchSize, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,
+            SampleBatchSize = SampleBatchSize, PriorGenerationPrecision = PriorGenerationPrecision, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,
             TrainBatchSize = TrainBatchSize, GradientAccumulationSteps = GradientAccumulationSteps, LearningRate = LearningRate,
             ScaleLearningRate = ScaleLearningRate, LearningRateScheduler = LearningRateScheduler,
             LearningRateWarmupSteps = LearningRateWarmupSteps, LearningRateNumCycles = LearningRateNumCycles,

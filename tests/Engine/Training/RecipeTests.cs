@@ -332,6 +332,25 @@ public sealed class RecipeTests : IDisposable
     }
 
     /// <summary>
+    /// --prior_generation_precision: the class images missing are generated in the precision asked for (diffusers'
+    /// default: fp16 on a GPU, fp32 on the CPU; "no" means that default too); anything else is refused up front.
+    /// </summary>
+    [Theory]
+    [InlineData(null, "fp32")]
+    [InlineData("no", "fp32")]
+    [InlineData("bf16", "bf16")]
+    public void PriorGenerationPrecision_ChoosesTheClassImagesPrecision(string? asked, string used)
+    {
+        var o = Options("prior-precision-" + (asked ?? "auto"), 1) with { NumClassImages = 3, ClassImageSteps = 2, PriorGenerationPrecision = asked };
+        var log = new List<string>();
+        Train(o, log: log);
+        Assert.Contains(log, l => l.Contains($"found 2, generating 1 ({used} on cpu)."));
+        Assert.Equal(3, Directory.GetFiles(_classes).Length);
+        var e = Assert.Throws<ArgumentException>((o with { PriorGenerationPrecision = "fp8" }).Validate);
+        Assert.Contains("-PriorGenerationPrecision", e.Message);
+    }
+
+    /// <summary>
     /// -CaptionExtension (kohya-ss' caption files): captions that repeat the instance prompt train exactly as no
     /// captions do (the prompt plumbing changes nothing else); a caption of its own changes what that image teaches,
     /// with the frozen text encoder's precomputed embeddings and with a trained text encoder alike; an empty caption
