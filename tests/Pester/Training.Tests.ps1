@@ -119,6 +119,15 @@ Describe 'Start-DreamBoothTraining' {
     }
 
     Context 'bad input fails before training' {
+        It 'a model whose UNet holds only pickle weights' {
+            $pickled = Join-Path $work 'pickled-model'
+            Copy-Item $tiny $pickled -Recurse
+            Remove-Item (Join-Path $pickled 'unet/diffusion_pytorch_model.safetensors')
+            [IO.File]::WriteAllBytes((Join-Path $pickled 'unet/diffusion_pytorch_model.bin'), [byte[]](0x80, 0x02))
+            $e = { Start-DreamBoothTraining @base -Model $pickled -OutputDirectory (Join-Path $work 'o0') } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidData'
+            $e.Exception.Message | Should -Match 'pickle weights .*safetensors'
+        }
         It 'an empty instance folder' {
             $empty = New-Item -ItemType Directory (Join-Path $work 'empty')
             $e = { Start-DreamBoothTraining @base -InstanceDataDirectory $empty -OutputDirectory (Join-Path $work 'o1') } | Should -Throw -PassThru

@@ -111,9 +111,12 @@ public sealed partial class DiffusersPipelineFolder
     /// <c>model[.variant].safetensors</c>, or the shards listed by <c>*.safetensors.index[.variant].json</c> (diffusers'
     /// <c>_add_variant</c> puts the variant before the last extension). Pickle-only folders throw <see cref="PickleWeightsException"/>.
     /// </summary>
-    public IReadOnlyList<string> ResolveWeights(string name, string? variant = null)
+    public IReadOnlyList<string> ResolveWeights(string name, string? variant = null) => ResolveWeightsIn(ComponentDirectory(name), variant);
+
+    /// <summary><see cref="ResolveWeights"/> for a component folder given by its path (a checkpoint's unet/, say).</summary>
+    public static IReadOnlyList<string> ResolveWeightsIn(string dir, string? variant = null)
     {
-        var dir = ComponentDirectory(name);
+        if (!Directory.Exists(dir)) throw new DiffusersFolderException(dir, $"The model component folder '{dir}' does not exist.");
         if (variant is not null && (!IsPlainName(variant) || variant.Contains('.')))
             throw new ArgumentException($"'{variant}' is not a weights variant name (e.g. fp16).", nameof(variant));
         foreach (var stem in s_weightStems)
@@ -132,12 +135,12 @@ public sealed partial class DiffusersPipelineFolder
             }
         }
 
-        var variants = Variants(name);
+        var variants = VariantsIn(dir);
         bool hasDefault = s_weightStems.Any(s => File.Exists(Path.Combine(dir, s + ".safetensors")) || File.Exists(Path.Combine(dir, s + ".safetensors.index.json")));
         if (variant is not null && (variants.Count > 0 || hasDefault))
             throw new DiffusersFolderException(dir, $"'{dir}' has no \"{variant}\" weights; available: {string.Join(", ", (hasDefault ? new[] { "(default, no variant)" } : Array.Empty<string>()).Concat(variants))}.");
         if (variant is null && variants.Count > 0)
-            throw new DiffusersFolderException(dir, $"'{dir}' has only variant weights ({string.Join(", ", variants)}); pass the variant to use, e.g. -Variant {variants[0]}.");
+            throw new DiffusersFolderException(dir, $"'{dir}' has only variant weights ({string.Join(", ", variants)}), no default ones; this module loads the default names: rename the variant's file(s) (e.g. diffusion_pytorch_model.{variants[0]}.safetensors to diffusion_pytorch_model.safetensors; any precision loads) or save the model without a variant.");
         var pickles = Directory.EnumerateFiles(dir)
             .Where(f => s_pickleExtensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase) || f.EndsWith(".bin.index.json", StringComparison.OrdinalIgnoreCase))
             .OrderBy(f => f, StringComparer.Ordinal).ToList();
@@ -146,9 +149,10 @@ public sealed partial class DiffusersPipelineFolder
     }
 
     /// <summary>The weights variants present for the component (e.g. "fp16"), sorted; the default (no variant) is not listed.</summary>
-    public IReadOnlyList<string> Variants(string name)
+    public IReadOnlyList<string> Variants(string name) => VariantsIn(ComponentDirectory(name));
+
+    static IReadOnlyList<string> VariantsIn(string dir)
     {
-        var dir = ComponentDirectory(name);
         var found = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var f in Directory.EnumerateFiles(dir).Select(Path.GetFileName))
         {
@@ -160,6 +164,16 @@ public sealed partial class DiffusersPipelineFolder
 
     [GeneratedRegex(@"^(?:diffusion_pytorch_model|model)(?:\.(?<v1>[^.\-]+)\.safetensors|\.safetensors\.index\.(?<v2>[^.]+)\.json)$")]
     private static partial Regex VariantFileRegex();
+
+    /// <summary>
+    /// The component's weights (<see cref="ResolveWeightsIn"/>: one file, or the shards an index lists) opened for
+    /// loading; pickle-only, variant-only and empty folders throw with what to do.
+    /// </summary>
+    public static ISafetensorsSource OpenWeights(string componentDir)
+    {
+        var files = ResolveWeightsIn(componentDir);
+        return files.Count == 1 ? SafetensorsFile.Open(files[0]) : SafetensorsShardSet.Open(files, componentDir);
+    }
 
     /// <summary>diffusers' <c>_add_variant</c>: "a.safetensors" + fp16 → "a.fp16.safetensors"; "a.safetensors.index.json" → "a.safetensors.index.fp16.json".</summary>
     public static string AddVariant(string weightsName, string? variant)

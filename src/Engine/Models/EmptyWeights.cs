@@ -1,3 +1,4 @@
+using DreamBooth.Engine.IO;
 using System.Reflection;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -52,6 +53,14 @@ public static class EmptyWeights
     /// if anything fails.
     /// </summary>
     public static T Load<T>(Func<T> build, string weights, ScalarType dtype, Device? device,
+        Action<IReadOnlyList<string>>? checkUnexpected = null) where T : nn.Module
+    {
+        using var file = SafetensorsFile.Open(weights);
+        return Load(build, file, dtype, device, checkUnexpected);
+    }
+
+    /// <summary><see cref="Load{T}(Func{T}, string, ScalarType, Device?, Action{IReadOnlyList{string}}?)"/> from an open file or shard set.</summary>
+    public static T Load<T>(Func<T> build, ISafetensorsSource weights, ScalarType dtype, Device? device,
         Action<IReadOnlyList<string>>? checkUnexpected = null) where T : nn.Module
     {
         var model = Create(build, dtype, device);

@@ -31,7 +31,7 @@ public sealed class StateDictMismatchException : FormatException
 public static class StateDictLoader
 {
     /// <summary>Loads <paramref name="file"/> into <paramref name="module"/>. Returns the names in the file the module does not have.</summary>
-    public static IReadOnlyList<string> Load(nn.Module module, SafetensorsFile file)
+    public static IReadOnlyList<string> Load(nn.Module module, ISafetensorsSource file)
     {
         var targets = module.state_dict();
         var missing = targets.Keys.Where(k => !file.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
@@ -49,16 +49,7 @@ public static class StateDictLoader
         {
             foreach (var (name, t) in targets)
             {
-                var e = file[name];
-                if (t.device_type == DeviceType.CPU && t.dtype == e.ScalarType && t.is_contiguous())
-                {
-                    file.CopyInto(e, t);   // straight from the mapped file into the parameter
-                }
-                else
-                {
-                    using var src = file.Read(name);
-                    t.copy_(src);
-                }
+                file.CopyInto(name, t);   // straight from the mapped file where dtype and layout allow, else converted
             }
         }
         return file.Keys.Where(k => !targets.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();

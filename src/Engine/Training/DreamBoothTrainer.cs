@@ -102,7 +102,11 @@ public sealed class DreamBoothTrainer : IDisposable
         var source = ModelSource.Resolve(o.Model);
         if (source.IsLoRA)
             throw new ArgumentException($"'{o.Model}' is a LoRA output (adapters only). Bake it into a full model first with Merge-DreamBoothLoRA, then train from that folder.");
-        DiffusersPipelineFolder.Open(source.BaseModel);
+        var folder = DiffusersPipelineFolder.Open(source.BaseModel);
+        // Weights that cannot load (pickle-only, variant-only, missing shards) fail now, not after the class images.
+        DiffusersPipelineFolder.ResolveWeightsIn(source.UnetDirectory ?? folder.ComponentDirectory("unet"));
+        DiffusersPipelineFolder.ResolveWeightsIn(source.TextEncoderDirectory ?? folder.ComponentDirectory("text_encoder"));
+        folder.ResolveWeights("vae");
         if (!Directory.Exists(o.InstanceDataDirectory))
             throw new DirectoryNotFoundException($"Instance folder '{o.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
         var instances = ImageFiles.List(o.InstanceDataDirectory);

@@ -332,6 +332,27 @@ public sealed class RecipeTests : IDisposable
     }
 
     /// <summary>
+    /// A model whose UNet weights cannot load (only an fp16 variant file) is refused by Preflight, before any class
+    /// image is generated or model loaded, with what to do.
+    /// </summary>
+    [Fact]
+    public void Preflight_RefusesWeightsThatCannotLoad()
+    {
+        var model = Path.Combine(_root, "variant-only-model");
+        foreach (var f in Directory.GetFiles(Path.Combine(Fixtures.Root, "tiny-sd"), "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(model, Path.GetRelativePath(Path.Combine(Fixtures.Root, "tiny-sd"), f));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(f, target);
+        }
+        File.Move(Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"), Path.Combine(model, "unet", "diffusion_pytorch_model.fp16.safetensors"));
+        var o = Options("variant-only", 1) with { Model = model, NumClassImages = 5 };
+        var e = Assert.Throws<DiffusersFolderException>(() => DreamBoothTrainer.Preflight(o));
+        Assert.Contains("only variant weights (fp16)", e.Message);
+        Assert.Equal(2, Directory.GetFiles(_classes).Length);   // no class image was generated
+    }
+
+    /// <summary>
     /// --prior_generation_precision: the class images missing are generated in the precision asked for (diffusers'
     /// default: fp16 on a GPU, fp32 on the CPU; "no" means that default too); anything else is refused up front.
     /// </summary>

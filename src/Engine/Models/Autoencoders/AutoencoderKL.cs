@@ -1,3 +1,4 @@
+using DreamBooth.Engine.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -46,7 +47,8 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     public static AutoencoderKL FromPretrained(string componentDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         var config = AutoencoderKLConfig.Load(Path.Combine(componentDir, ConfigName));
-        return EmptyWeights.Load(() => new AutoencoderKL(config), Path.Combine(componentDir, WeightsName), dtype, device);
+        using var weights = DiffusersPipelineFolder.OpenWeights(componentDir);   // one file or its shards
+        return EmptyWeights.Load(() => new AutoencoderKL(config), weights, dtype, device);
     }
 
     public void SavePretrained(string componentDir)

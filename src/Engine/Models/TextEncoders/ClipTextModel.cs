@@ -54,14 +54,13 @@ public sealed class ClipTextModel : nn.Module
     public static ClipTextModel FromPretrained(string componentDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         var config = ClipTextConfig.Load(Path.Combine(componentDir, "config.json"));
-        var weights = Path.Combine(componentDir, "model.safetensors");
-        if (!File.Exists(weights))
-            throw new FileNotFoundException($"'{weights}' does not exist. The text encoder folder must hold model.safetensors (pytorch_model.bin is not supported).", weights);
+        // model.safetensors or its shards; a pytorch_model.bin is refused with what to do (PickleWeightsException).
+        using var weights = DiffusersPipelineFolder.OpenWeights(componentDir);
         return EmptyWeights.Load(() => new ClipTextModel(config), weights, dtype, device, unexpected =>
         {
             var unknown = unexpected.Where(k => k != "text_model.embeddings.position_ids").ToList();
             if (unknown.Count > 0)
-                throw new InvalidDataException($"'{weights}' holds {unknown.Count} tensor(s) that CLIPTextModel does not have: " +
+                throw new InvalidDataException($"'{weights.Path}' holds {unknown.Count} tensor(s) that CLIPTextModel does not have: " +
                     $"{string.Join(", ", unknown.Take(10))}{(unknown.Count > 10 ? ", …" : "")}. Is this the text encoder's weights file?");
         });
     }

@@ -108,11 +108,15 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         return model;
     }
 
-    /// <summary>Loads a diffusers <c>unet/</c> folder (config.json + diffusion_pytorch_model.safetensors); strict names and shapes.</summary>
+    /// <summary>
+    /// Loads a diffusers <c>unet/</c> folder (config.json + diffusion_pytorch_model.safetensors, or its shards);
+    /// strict names and shapes.
+    /// </summary>
     public static UNet2DConditionModel FromPretrained(string componentDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         var config = UNet2DConditionConfig.Load(Path.Combine(componentDir, ConfigName));
-        return EmptyWeights.Load(() => new UNet2DConditionModel(config), Path.Combine(componentDir, WeightsName), dtype, device);
+        using var weights = DiffusersPipelineFolder.OpenWeights(componentDir);
+        return EmptyWeights.Load(() => new UNet2DConditionModel(config), weights, dtype, device);
     }
 
     /// <summary>Writes config.json (all original keys) and diffusion_pytorch_model.safetensors (current dtype).</summary>
