@@ -152,6 +152,10 @@ public sealed class DreamBoothTrainer : IDisposable
         {
             int captioned = _dataset.InstancePrompts!.Count(p => p != _o.InstancePrompt);
             _events.Log?.Invoke($"Captions ({InstanceCaptions.Normalize(_o.CaptionExtension)}): {captioned} of {_dataset.InstanceImages.Count} instance images have their own prompt; the others use -InstancePrompt.");
+            // CLIP sees at most model_max_length tokens (77); the rest of a longer caption is cut off, as in diffusers.
+            var tooLong = _dataset.InstancePrompts!.Distinct().Where(p => _tokenizer.Encode(p).Length > _tokenizer.ModelMaxLength).ToList();
+            if (tooLong.Count > 0)
+                _events.Warning?.Invoke($"{tooLong.Count} caption(s) are longer than the text encoder's {_tokenizer.ModelMaxLength} tokens and are cut off there, e.g. '{tooLong[0]}'. Shorten them to keep their ends.");
         }
 
         int batchesPerEpoch = (_dataset.Length + _o.TrainBatchSize - 1) / _o.TrainBatchSize;

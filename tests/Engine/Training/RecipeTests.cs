@@ -402,6 +402,12 @@ public sealed class RecipeTests : IDisposable
         foreach (var (k, v) in w0) Assert.True(v.Equals(w1[k]), k);
         Assert.Contains(w0, kv => !kv.Value.Equals(w2[kv.Key]));
 
+        // A caption longer than CLIP's 77 tokens is cut off there, with a warning.
+        var longCaption = string.Join(' ', Enumerable.Repeat("a photo of sks dog", 20));
+        File.WriteAllText(Path.Combine(_instances, "2.txt"), longCaption);
+        var (_, warnings) = Train(own with { OutputDirectory = Path.Combine(_root, "long-caption" + trainTextEncoder), MaxTrainSteps = 1 });
+        Assert.Contains(warnings, w => w.StartsWith("1 caption(s) are longer than the text encoder's 77 tokens"));
+
         File.WriteAllText(Path.Combine(_instances, "2.txt"), "");
         var e = Assert.Throws<InvalidDataException>(() => DreamBoothTrainer.Preflight(own with { OutputDirectory = Path.Combine(_root, "empty-caption") }));
         Assert.Contains("2.txt", e.Message);
