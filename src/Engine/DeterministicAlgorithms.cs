@@ -66,8 +66,7 @@ public static class DeterministicAlgorithms
     /// <summary>libtorch's <c>at::Context</c> (the process-wide settings) and its deterministic switches.</summary>
     sealed unsafe class LibTorchContext
     {
-        static LibTorchContext? s_instance;
-        static bool s_looked;
+        static readonly Lazy<LibTorchContext?> s_instance = new(Find);
         readonly IntPtr _context;
         readonly delegate* unmanaged<IntPtr, byte> _getAlgorithms;
         readonly delegate* unmanaged<IntPtr, byte, byte, void> _setAlgorithms;
@@ -106,19 +105,15 @@ public static class DeterministicAlgorithms
             "The loaded libtorch does not export its deterministic-algorithms switches (at::Context::setDeterministicAlgorithms), " +
             "so -Deterministic is not available with it; run without -Deterministic.");
 
-        public static LibTorchContext? TryGet()
+        public static LibTorchContext? TryGet() => s_instance.Value;
+
+        static LibTorchContext? Find()
         {
-            lock (GlobalContext)
-            {
-                if (s_looked) return s_instance;
-                s_looked = true;
-                _ = TorchSharp.torch.cuda.is_available();   // makes TorchSharp load libtorch, if nothing has yet
-                var path = LoadedLibTorchCpu();
-                if (path is null || !System.Runtime.InteropServices.NativeLibrary.TryLoad(path, out var library)) return null;
-                try { s_instance = new LibTorchContext(library); }
-                catch (EntryPointNotFoundException) { s_instance = null; }
-                return s_instance;
-            }
+            _ = TorchSharp.torch.cuda.is_available();   // makes TorchSharp load libtorch, if nothing has yet
+            var path = LoadedLibTorchCpu();
+            if (path is null || !System.Runtime.InteropServices.NativeLibrary.TryLoad(path, out var library)) return null;
+            try { return new LibTorchContext(library); }
+            catch (EntryPointNotFoundException) { return null; }
         }
 
         static IntPtr Export(IntPtr library, string[] names)

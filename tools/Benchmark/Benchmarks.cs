@@ -29,17 +29,16 @@ public static class Benchmarks
         // --tf32: -AllowTf32 (fp32 matrix products in TF32 on CUDA).
         bool tf32 = args.Contains("--tf32");
         // --deterministic: -Deterministic (libtorch's deterministic algorithms; what they cost on a GPU).
-        s_deterministic = args.Contains("--deterministic");
+        bool deterministic = args.Contains("--deterministic");
         // --device cpu|cuda|cuda:N (default auto: cuda:0 where the CUDA backend finds a GPU, else cpu).
-        int at = Array.IndexOf(args, "--device");
-        string device = at >= 0 && at + 1 < args.Length ? args[at + 1] : "auto";
-        args = args.Where((a, i) => a != "--no-prior" && a != "--selective" && a != "--tf32" && a != "--deterministic" && (at < 0 || (i != at && i != at + 1))).ToArray();
+        string device = BenchmarkArgs.Option(args, "--device", "auto");
+        args = BenchmarkArgs.Positional(args, "--device");
         string recipe = args.Length > 0 ? args[0] : "fp32";
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
         if (recipe == "all" || recipe.Contains(','))
-            return RunEach(recipe == "all" ? IssueRecipes : recipe.Split(','), steps, work, prior, device, selective, tf32);
-        return TrainSd14(repo, recipe, steps, work, prior, device, selective, tf32);
+            return RunEach(recipe == "all" ? IssueRecipes : recipe.Split(','), steps, work, prior, device, selective, tf32, deterministic);
+        return TrainSd14(repo, recipe, steps, work, prior, device, selective, tf32, deterministic);
     }
 
     /// <summary>The recipes the benchmark table must cover: plain fp32 AdamW, checkpointing, 8-bit Adam, the 12 GB recipe, bf16.</summary>
@@ -51,7 +50,7 @@ public static class Benchmarks
     /// train-sd14 all|R1,R2,… : each recipe in a child process of its own (so that its peak RSS is its own), one after
     /// another, then one table of them all.
     /// </summary>
-    static int RunEach(string[] recipes, int steps, string work, bool prior, string device, bool selective, bool tf32)
+    static int RunEach(string[] recipes, int steps, string work, bool prior, string device, bool selective, bool tf32, bool deterministic)
     {
         var unknown = recipes.Where(r => !Recipes.Contains(r)).ToArray();
         if (unknown.Length > 0) { Console.Error.WriteLine($"unknown recipe(s) {string.Join(", ", unknown)}; recipes: {string.Join(", ", Recipes)}"); return 2; }
@@ -65,7 +64,7 @@ public static class Benchmarks
             if (!prior) start.ArgumentList.Add("--no-prior");
             if (selective) start.ArgumentList.Add("--selective");
             if (tf32) start.ArgumentList.Add("--tf32");
-            if (s_deterministic) start.ArgumentList.Add("--deterministic");
+            if (deterministic) start.ArgumentList.Add("--deterministic");
             start.ArgumentList.Add("--device"); start.ArgumentList.Add(device);
             Console.WriteLine($"== {recipe}");
             using var child = Process.Start(start)!;
@@ -88,9 +87,7 @@ public static class Benchmarks
 
     sealed class StopAfterSteps : Exception { }
 
-    static bool s_deterministic;
-
-    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, bool selective, bool tf32)
+    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, bool selective, bool tf32, bool deterministic)
     {
         var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         var (instances, classes) = EnsureImages(work);
@@ -100,7 +97,7 @@ public static class Benchmarks
             Model = pipeline, InstanceDataDirectory = instances, InstancePrompt = "a photo of sks dog",
             ClassDataDirectory = prior ? classes : null, ClassPrompt = prior ? "a photo of dog" : null, WithPriorPreservation = prior, NumClassImages = 4,
             Resolution = 512, TrainBatchSize = 1, MaxTrainSteps = steps + 1, CheckpointingSteps = 100000,
-            OutputDirectory = output, Device = device, Seed = 0, AllowTf32 = tf32, Deterministic = s_deterministic,
+            OutputDirectory = output, Device = device, Seed = 0, AllowTf32 = tf32, Deterministic = deterministic,
         };
         o = recipe switch
         {
@@ -162,7 +159,7 @@ public static class Benchmarks
         Console.WriteLine(Row(skip == 0 ? "step 1 (warm-up)" : "first epoch, steps 2-" + Math.Min(epochSteps, wallSteps.Count) + " (each encodes its images)", skip, Math.Min(epochSteps, wallSteps.Count)));
         Console.WriteLine(Row($"later epochs, steps {epochSteps + 1}-{wallSteps.Count} (latents reused)", epochSteps, wallSteps.Count));
         string devicePeak = deviceMemory.PeakBytes is long bytes ? $"{bytes / 1073741824.0:F2} GB" : deviceMemory.Source;
-        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : "") + (tf32 ? " --tf32" : "") + (s_deterministic ? " --deterministic" : ""),
+        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : "") + (tf32 ? " --tf32" : "") + (deterministic ? " --deterministic" : ""),
             $"{Median(wallSteps.Skip(skip)):F2}", $"{Median(cpuSteps.Skip(skip)):F2}", $"{Program.PeakRssGB():F2}", devicePeak,
             stateLine.Replace("Optimizer state: ", ""), losses.Count > 1 ? $"{losses[1]:F4}" : "n/a"));
         Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}{(onDevice.type == DeviceType.CUDA ? "; CUDA allocator: " + DreamBooth.Engine.CudaAllocatorPolicy.Description : "")}");
@@ -175,10 +172,9 @@ public static class Benchmarks
     /// </summary>
     static int GenerateSd14(string repo, string[] args)
     {
-        string Option(string flag, string fallback) { int i = Array.IndexOf(args, flag); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
-        var device = DreamBooth.Engine.DeviceSelection.Parse(Option("--device", "auto"));
-        var dtype = DreamBooth.Engine.DeviceSelection.ParsePrecision(Option("--dtype", "auto"), device);
-        var rest = args.Where((a, i) => !a.StartsWith("--") && (i == 0 || !args[i - 1].StartsWith("--"))).ToArray();
+        var device = DreamBooth.Engine.DeviceSelection.Parse(BenchmarkArgs.Option(args, "--device", "auto"));
+        var dtype = DreamBooth.Engine.DeviceSelection.ParsePrecision(BenchmarkArgs.Option(args, "--dtype", "auto"), device);
+        var rest = BenchmarkArgs.Positional(args, "--device", "--dtype");
         int steps = rest.Length > 0 ? int.Parse(rest[0]) : 25;
         string work = rest.Length > 1 ? rest[1] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
         var folder = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));

@@ -23,14 +23,12 @@ public static class CheckpointAbSd14
 {
     public static int Run(string repo, string[] args)
     {
-        var positional = args.Where(a => !a.StartsWith("--")).ToArray();
+        var positional = BenchmarkArgs.Positional(args, "--device");
         int rounds = positional.Length > 0 ? int.Parse(positional[0]) : 3;
         string work = positional.Length > 1 ? positional[1] : "/tmp/dreambooth-bench";
         int batch = args.Contains("--prior") ? 2 : 1;
         bool heapAsTrainer = args.Contains("--heap-as-trainer");
-        int at = Array.IndexOf(args, "--device");
-        var device = DeviceSelection.Parse(at >= 0 && at + 1 < args.Length ? args[at + 1] : "cpu");
-        if (at >= 0 && at + 1 < args.Length) positional = positional.Where(a => a != args[at + 1]).ToArray();
+        var device = DeviceSelection.Parse(BenchmarkArgs.Option(args, "--device", "cpu"));
         string model = Benchmarks.EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         using var unet = UNet2DConditionModel.FromPretrained(Path.Combine(model, "unet"), ScalarType.Float32, device);
         unet.train();

@@ -19,9 +19,8 @@ public static class GradientOffloadSd14
 {
     public static int Run(string repo, string[] args)
     {
-        string work = args.Length > 0 && !args[0].StartsWith("--") ? args[0] : "/tmp/dreambooth-bench";
-        int at = Array.IndexOf(args, "--device");
-        var device = DreamBooth.Engine.DeviceSelection.Parse(at >= 0 && at + 1 < args.Length ? args[at + 1] : "auto");
+        string work = BenchmarkArgs.Positional(args, "--device").FirstOrDefault() ?? "/tmp/dreambooth-bench";
+        var device = DreamBooth.Engine.DeviceSelection.Parse(BenchmarkArgs.Option(args, "--device", "auto"));
         string model = Benchmarks.EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         using var monitor = DreamBooth.Engine.DeviceMemoryMonitor.Start(device);
         using var unet = UNet2DConditionModel.FromPretrained(Path.Combine(model, "unet"), ScalarType.Float32, device);

@@ -114,12 +114,9 @@ public sealed record ModelSource(string Path, string BaseModel, string? UnetDire
     }
 
     /// <summary>
-    /// The CLIP tokenizer a single-file import copies (the file holds none): <c>$DREAMBOOTH_TOKENIZER</c>, else
-    /// openai/clip-vit-large-patch14 from the Hugging Face cache (SD 1.x and 2.x share its vocabulary), else none.
-    /// </summary>
-    /// <summary>
-    /// The tokenizer for a single file: <c>$DREAMBOOTH_TOKENIZER</c> as the user gave it, else CLIP ViT-L/14's from the
-    /// Hugging Face cache as a stand-in (on an SD 2.x file the import gives it SD 2.x's pad token).
+    /// The CLIP tokenizer a single-file import copies (the file holds none): <c>$DREAMBOOTH_TOKENIZER</c> as the user
+    /// gave it, else openai/clip-vit-large-patch14 from the Hugging Face cache as a stand-in (SD 1.x and 2.x share its
+    /// vocabulary; on an SD 2.x file the import gives it SD 2.x's pad token), else none.
     /// </summary>
     static (string? Folder, bool StandIn) SingleFileTokenizer(HubOptions hub)
     {

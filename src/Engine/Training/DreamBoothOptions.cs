@@ -109,7 +109,7 @@ public sealed record DreamBoothOptions
         Range(PriorLossWeight >= 0, nameof(PriorLossWeight), PriorLossWeight, "cannot be negative");
         Range(NumClassImages >= 1, nameof(NumClassImages), NumClassImages, "must be at least 1");
         Range(SampleBatchSize >= 1, nameof(SampleBatchSize), SampleBatchSize, "must be at least 1");
-        if (PriorGenerationPrecision is not (null or "auto" or "no" or "fp32" or "fp16" or "bf16"))
+        if (PriorGenerationPrecision is not (null or "auto" or "no") && !DeviceSelection.PrecisionNames.Contains(PriorGenerationPrecision))
             throw new ArgumentException($"-PriorGenerationPrecision must be fp32, fp16 or bf16 (got '{PriorGenerationPrecision}').");
         Range(MaxGradNorm > 0, nameof(MaxGradNorm), MaxGradNorm, "must be positive");
         Range(AdamBeta1 is >= 0 and < 1, nameof(AdamBeta1), AdamBeta1, "must be in [0, 1)");
