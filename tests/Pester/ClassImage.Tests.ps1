@@ -31,6 +31,34 @@ Describe 'New-DreamBoothClassImage' {
         @(Get-ChildItem $dir -Filter *.png) | Should -HaveCount 3
     }
 
+    # Stop() on a pipeline in a second runspace of this process, as a host's Ctrl+C does.
+    It 'stops on Ctrl+C without leaving a partial image, and a rerun fills the folder' {
+        $stopDir = Join-Path (Split-Path $dir) 'stopped'
+        $options = $common.Clone(); $options.OutputDirectory = $stopDir; $options.Count = 40; $options.Steps = 50; $options.BatchSize = 1
+        $r = Invoke-AndStop -Script {
+            param($Module, $Options)
+            Import-Module $Module
+            New-DreamBoothClassImage @Options
+        } -Arguments @{ Module = (Get-StagedModulePath); Options = $options } `
+          -When { param($ps) @(Get-ChildItem $stopDir -Filter *.png -ErrorAction SilentlyContinue).Count -ge 1 } -TimeoutSeconds 120 `
+          -AfterStop "@(Get-ChildItem '$stopDir' -Filter *.png).Count"
+        $r.Errors | Should -BeNullOrEmpty
+        $r.State | Should -Be 'Stopped'
+        $kept = $r.AfterStop[0]
+        $kept | Should -BeGreaterOrEqual 1
+        $kept | Should -BeLessThan 40
+        # Every file is a whole PNG (written atomically): no temp names, each ends with its IEND chunk.
+        @(Get-ChildItem $stopDir -Force | Where-Object Extension -ne '.png') | Should -HaveCount 0
+        foreach ($png in Get-ChildItem $stopDir -Filter *.png) {
+            $bytes = [IO.File]::ReadAllBytes($png.FullName)
+            [Text.Encoding]::ASCII.GetString($bytes, $bytes.Length - 8, 4) | Should -Be 'IEND'
+        }
+        $options.Count = $kept + 1; $options.Steps = 2
+        $more = New-DreamBoothClassImage @options
+        $more | Should -HaveCount 1
+        @(Get-ChildItem $stopDir -Filter *.png) | Should -HaveCount ($kept + 1)
+    }
+
     It 'is also New-ClassImages' {
         (Get-Alias New-ClassImages).ResolvedCommandName | Should -Be 'New-DreamBoothClassImage'
     }

@@ -48,7 +48,8 @@ function Invoke-AndStop([scriptblock] $Script, [hashtable] $Arguments = @{}, [sc
         $handle = $ps.BeginInvoke()
         $sw = [Diagnostics.Stopwatch]::StartNew()
         while (-not $handle.IsCompleted -and -not (& $When $ps) -and $sw.Elapsed.TotalSeconds -lt $TimeoutSeconds) { Start-Sleep -Milliseconds 200 }
-        $errors = @($ps.Streams.Error | ForEach-Object { "$_" })
+        # Index, don't enumerate: enumerating a running pipeline's PSDataCollection blocks until the pipeline ends.
+        $errors = @(for ($i = 0; $i -lt $ps.Streams.Error.Count; $i++) { "$($ps.Streams.Error[$i])" })
         $stopAt = $sw.Elapsed
         $stop = $ps.BeginStop($null, $null)
         while (-not $stop.IsCompleted -and ($sw.Elapsed - $stopAt).TotalSeconds -lt 60) { Start-Sleep -Milliseconds 100 }
