@@ -64,7 +64,7 @@ public static class DeterministicAlgorithms
     [DllImport("ucrtbase.dll", CharSet = CharSet.Ansi)] static extern int _putenv_s(string name, string value);
 
     /// <summary>libtorch's <c>at::Context</c> (the process-wide settings) and its deterministic switches.</summary>
-    sealed unsafe class LibTorchContext
+    internal sealed unsafe class LibTorchContext
     {
         static readonly Lazy<LibTorchContext?> s_instance = new(Find);
         readonly IntPtr _context;
@@ -79,6 +79,10 @@ public static class DeterministicAlgorithms
         static readonly string[] SetAlgorithms = { "_ZN2at7Context26setDeterministicAlgorithmsEbb", "?setDeterministicAlgorithms@Context@at@@QEAAX_N0@Z" };
         static readonly string[] GetCuDNN = { "_ZNK2at7Context18deterministicCuDNNEv", "?deterministicCuDNN@Context@at@@QEBA_NXZ" };
         static readonly string[] SetCuDNN = { "_ZN2at7Context21setDeterministicCuDNNEb", "?setDeterministicCuDNN@Context@at@@QEAAX_N@Z" };
+
+        /// <summary>Every export looked up, by platform (tests check Windows' against torch_cpu.dll's export table).</summary>
+        internal static IEnumerable<string> ExportNames(bool msvc) =>
+            new[] { GlobalContext, GetAlgorithms, SetAlgorithms, GetCuDNN, SetCuDNN }.Select(names => names[msvc ? 1 : 0]);
 
         LibTorchContext(IntPtr library)
         {
