@@ -44,7 +44,6 @@ internal sealed class EngineLoadContext : AssemblyLoadContext
     // Fallback when deps.json does not list a library (e.g. a CUDA backend's extra natives).
     string? ProbeNative(string name)
     {
-        var rid = RuntimeInformation.RuntimeIdentifier;
         var nativeDir = Path.Combine(_directory, "runtimes", RidFolder(), "native");
         if (!Directory.Exists(nativeDir)) return null;
         foreach (var candidate in new[] { name, "lib" + name + ".so", name + ".dll", "lib" + name + ".dylib" })
