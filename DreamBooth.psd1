@@ -21,6 +21,7 @@
         'Merge-DreamBoothLoRA'
         'Import-DreamBoothCheckpoint'
         'Export-DreamBoothCheckpoint'
+        'Get-DreamBoothCheckpoint'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -40,8 +40,36 @@ Describe 'Start-DreamBoothTraining' {
             $ck = Join-Path $out 'checkpoint-4'
             (Invoke-DreamBoothInference -Model $ck -Prompt 'sks toy' -Steps 2 -Width 64 -Height 64 -Seed 1 -OutputDirectory (Join-Path $work 'img')).Model | Should -Be $ck
         }
-        It 'Resume-DreamBoothTraining -MaxTrainSteps trains further' {
-            $more = Resume-DreamBoothTraining -Path $out -MaxTrainSteps 6 -Confirm:$false
+        It 'Get-DreamBoothCheckpoint lists the checkpoints as the run emitted them' {
+            $emitted = @($result | Where-Object { $_ -is [DreamBooth.DreamBoothCheckpoint] })[-1]
+            $listed = @(Get-DreamBoothCheckpoint $out)
+            $listed | Should -HaveCount 1
+            $listed[0] | Should -BeOfType ([DreamBooth.DreamBoothCheckpoint])
+            foreach ($p in 'Path', 'Step', 'Epoch', 'Loss', 'LearningRate') { $listed[0].$p | Should -Be $emitted.$p -Because $p }
+            [math]::Abs(($listed[0].Time - $emitted.Time).TotalSeconds) | Should -BeLessThan 30
+            # The model object binds by Path, so do folders from Get-Item; a checkpoint folder lists itself.
+            ($result | Where-Object { $_ -is [DreamBooth.DreamBoothModel] } | Get-DreamBoothCheckpoint -Latest).Step | Should -Be 4
+            (Get-Item $out | Get-DreamBoothCheckpoint).Step | Should -Be 4
+            (Get-DreamBoothCheckpoint (Join-Path $out 'checkpoint-4')).Step | Should -Be 4
+            Push-Location $out; try { (Get-DreamBoothCheckpoint).Step | Should -Be 4 } finally { Pop-Location }
+        }
+        It 'Get-DreamBoothCheckpoint: wildcards, and a non-terminating error for each path it cannot list' {
+            $damaged = Join-Path $work 'damaged'
+            Copy-Item -Recurse (Join-Path $out 'checkpoint-4') (Join-Path $damaged 'checkpoint-4')
+            Copy-Item -Recurse (Join-Path $out 'checkpoint-4') (Join-Path $damaged 'checkpoint-9')
+            Set-Content (Join-Path $damaged 'checkpoint-9/dreambooth_checkpoint.json') '{ "global_step": '
+            $listed = Get-DreamBoothCheckpoint (Join-Path $work 'ru?'), (Join-Path $work 'nope'), $instances, $damaged -ErrorVariable errs -ErrorAction SilentlyContinue
+            $listed.Path | Should -Be @((Join-Path $out 'checkpoint-4'), (Join-Path $damaged 'checkpoint-4'))
+            $errs | Should -HaveCount 3
+            $errs[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+            $errs[1].FullyQualifiedErrorId | Should -BeLike 'NoCheckpoints*'
+            $errs[1].Exception.Message | Should -Match 'holds no checkpoint-N folder'
+            $errs[2].CategoryInfo.Category | Should -Be 'InvalidData'
+            $errs[2].Exception.Message | Should -Match 'checkpoint-9.*damaged'
+            Remove-Item -Recurse -Force $damaged
+        }
+        It 'Resume-DreamBoothTraining -MaxTrainSteps trains further (from Get-DreamBoothCheckpoint)' {
+            $more = Get-DreamBoothCheckpoint $out -Latest | Resume-DreamBoothTraining -MaxTrainSteps 6 -Confirm:$false
             ($more | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Steps | Should -Be 6
             @(Get-ChildItem $out -Directory -Filter 'checkpoint-*').Name | Should -Be @('checkpoint-6')
         }

@@ -175,5 +175,18 @@
                 Force = 'Overwrite an existing file.'
             }
         }
+        'Get-DreamBoothCheckpoint' = @{
+            Synopsis = 'Lists the checkpoints of training runs as DreamBoothCheckpoint objects (step, epoch, loss, learning rate, time).'
+            Description = 'Reads the dreambooth_checkpoint.json of each checkpoint-N folder of a Start-DreamBoothTraining output folder, by ascending step, or of a checkpoint-N folder given itself. The objects pipe into Resume-DreamBoothTraining, Invoke-DreamBoothInference and Export-DreamBoothCheckpoint (by their Path). A folder that does not exist, holds no checkpoint or has a damaged manifest gets a non-terminating error, and the other paths are still listed. Checkpoints written before this cmdlet existed show Loss and LearningRate as NaN.'
+            Examples = @(
+                @{ Code = 'Get-DreamBoothCheckpoint ./sks-dog-model'; Remarks = 'Every checkpoint of a run, as a table.' }
+                @{ Code = 'Get-DreamBoothCheckpoint ./sks-dog-model -Latest | Resume-DreamBoothTraining -MaxTrainSteps 800'; Remarks = 'Continues the run from its latest checkpoint.' }
+                @{ Code = "Get-DreamBoothCheckpoint ./runs/* | Where-Object Step -ge 400 | Invoke-DreamBoothInference -Prompt 'a photo of sks dog' -Seed 1"; Remarks = 'One image from every checkpoint from step 400 on, across several runs, to compare them with the same seed.' }
+            )
+            Parameters = @{
+                Path = 'Training output folders (wildcards allowed) or checkpoint-N folders. Default: the current folder. Takes DreamBoothModel objects and folders from the pipeline.'
+                Latest = 'Only the latest checkpoint of each output folder (the one Resume-DreamBoothTraining resumes from).'
+            }
+        }
     }
 }

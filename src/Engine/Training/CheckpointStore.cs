@@ -60,6 +60,25 @@ public static class CheckpointStore
         catch (JsonException e) { throw new InvalidDataException($"'{file}' is damaged ({e.Message}). Resume from an earlier checkpoint.", e); }
     }
 
+    /// <summary>The checkpoint-N folders of a run's output folder by ascending step, or a checkpoint folder itself.</summary>
+    public static IReadOnlyList<string> FoldersOf(string path)
+    {
+        var full = Path.GetFullPath(path);
+        if (!Directory.Exists(full))
+            throw new DirectoryNotFoundException(File.Exists(full)
+                ? $"'{full}' is a file. Give a training output folder or one of its checkpoint-N folders."
+                : $"'{full}' does not exist. Give a training output folder or one of its checkpoint-N folders.");
+        return File.Exists(Path.Combine(full, ModelSource.CheckpointManifest)) ? new[] { full } : List(full).Select(c => c.Path).ToArray();
+    }
+
+    /// <summary>A checkpoint as its manifest describes it (loss and learning rate NaN where the manifest predates them).</summary>
+    public static CheckpointInfo Describe(string checkpoint)
+    {
+        var state = ReadState(checkpoint);
+        return new CheckpointInfo(Path.GetFullPath(checkpoint), state.GlobalStep, state.Epoch, state.Loss ?? double.NaN,
+            state.LearningRate ?? double.NaN, state.SavedAt.ToLocalTime());
+    }
+
     /// <summary>A run's output folder (→ its latest checkpoint) or a checkpoint folder itself.</summary>
     public static string FindForResume(string path)
     {

@@ -509,6 +509,8 @@ public sealed class DreamBoothTrainer : IDisposable
     {
         if (prune && _o.CheckpointsTotalLimit is int limit)
             CheckpointStore.Prune(_o.OutputDirectory, limit - 1, _events.ConfirmDelete, _events.Log);
+        snapshot.Loss = loss;
+        snapshot.LearningRate = lr;
         var path = CheckpointStore.Save(_o.OutputDirectory, snapshot, dir =>
         {
             if (_o.LoRA)

@@ -24,6 +24,9 @@ public sealed class TrainingState
     [JsonPropertyName("trained_components")] public string[] TrainedComponents { get; set; } = { "unet" };
     [JsonPropertyName("engine_version")] public string EngineVersion { get; set; } = typeof(TrainingState).Assembly.GetName().Version?.ToString(3) ?? "";
     [JsonPropertyName("saved_at")] public DateTime SavedAt { get; set; }
+    /// <summary>The loss of the step the checkpoint was saved after, and the learning rate it used (for listing; absent before 0.1.0's Get-DreamBoothCheckpoint).</summary>
+    [JsonPropertyName("loss")] public double? Loss { get; set; }
+    [JsonPropertyName("learning_rate")] public double? LearningRate { get; set; }
     [JsonPropertyName("options")] public DreamBoothOptions Options { get; set; } = null!;
     /// <summary>LoRA runs (issue 8): the adapter settings; the checkpoint holds pytorch_lora_weights.safetensors.</summary>
     [JsonPropertyName("lora")] public Lora.LoRACheckpointInfo? LoRA { get; set; }

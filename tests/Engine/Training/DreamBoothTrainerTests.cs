@@ -163,6 +163,11 @@ public class DreamBoothTrainerTests : IDisposable
         var result = DreamBoothTrainer.Train(o, new TrainingEvents { CheckpointSaved = saved.Add, ValidationImage = images.Add }, CancellationToken.None);
         Assert.Equal(new[] { 2, 4 }, saved.Select(c => c.Step).ToArray());
         Assert.Equal(new[] { 4 }, CheckpointStore.List(o.OutputDirectory).Select(c => c.Step).ToArray());
+        // Listed later from its manifest, the kept checkpoint reads as the run reported it.
+        var listed = CheckpointStore.FoldersOf(o.OutputDirectory).Select(CheckpointStore.Describe).Single();
+        Assert.Equal(saved[^1] with { Time = listed.Time }, listed);
+        Assert.True(Math.Abs((listed.Time - saved[^1].Time).TotalSeconds) < 30);
+        Assert.Equal(listed, CheckpointStore.Describe(CheckpointStore.FoldersOf(listed.Path).Single()));
         Assert.Equal(2, images.Count);
         Assert.All(images, i => Assert.True(File.Exists(i.Path)));
         Assert.True(File.Exists(Path.Combine(result.OutputDirectory, "validation", "step-2", Path.GetFileName(images[0].Path))));
