@@ -177,7 +177,7 @@
         }
         'Get-DreamBoothCheckpoint' = @{
             Synopsis = 'Lists the checkpoints of training runs as DreamBoothCheckpoint objects (step, epoch, loss, learning rate, time).'
-            Description = 'Reads the dreambooth_checkpoint.json of each checkpoint-N folder of a Start-DreamBoothTraining output folder, by ascending step, or of a checkpoint-N folder given itself. The objects pipe into Resume-DreamBoothTraining, Invoke-DreamBoothInference and Export-DreamBoothCheckpoint (by their Path). A folder that does not exist, holds no checkpoint or has a damaged manifest gets a non-terminating error, and the other paths are still listed. Checkpoints written before this cmdlet existed show Loss and LearningRate as NaN.'
+            Description = 'Reads the dreambooth_checkpoint.json of each checkpoint-N folder of a Start-DreamBoothTraining output folder, by ascending step, or of a checkpoint-N folder given itself. The objects pipe into Resume-DreamBoothTraining and Invoke-DreamBoothInference (by their Path) and stand for their folder wherever a path is asked (Export-DreamBoothCheckpoint -Model (Get-DreamBoothCheckpoint ./run -Latest) -Path run.safetensors). A folder that does not exist, holds no checkpoint or has a damaged manifest gets a non-terminating error, and the other paths are still listed. Checkpoints written before this cmdlet existed show Loss and LearningRate as NaN.'
             Examples = @(
                 @{ Code = 'Get-DreamBoothCheckpoint ./sks-dog-model'; Remarks = 'Every checkpoint of a run, as a table.' }
                 @{ Code = 'Get-DreamBoothCheckpoint ./sks-dog-model -Latest | Resume-DreamBoothTraining -MaxTrainSteps 800'; Remarks = 'Continues the run from its latest checkpoint.' }
