@@ -40,6 +40,15 @@ Describe 'Start-DreamBoothTraining' {
             $ck = Join-Path $out 'checkpoint-4'
             (Invoke-DreamBoothInference -Model $ck -Prompt 'sks toy' -Steps 2 -Width 64 -Height 64 -Seed 1 -OutputDirectory (Join-Path $work 'img')).Model | Should -Be $ck
         }
+        It 'logs each step''s loss and learning rate where the model says (-ReportTo all)' {
+            $model = $result | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
+            $model.LogDirectory | Should -Be (Join-Path $out 'logs' 'dreambooth')
+            $rows = Import-Csv (Join-Path $model.LogDirectory 'training_log.csv')
+            $rows.step | Should -Be @('1', '2', '3', '4')
+            [double]$rows[-1].loss | Should -Be $model.FinalLoss
+            [double]$rows[0].lr | Should -Be 1e-4
+            @(Get-ChildItem $model.LogDirectory -Filter 'events.out.tfevents.*') | Should -HaveCount 1
+        }
         It 'Get-DreamBoothCheckpoint lists the checkpoints as the run emitted them' {
             $emitted = @($result | Where-Object { $_ -is [DreamBooth.DreamBoothCheckpoint] })[-1]
             $listed = @(Get-DreamBoothCheckpoint $out)
@@ -194,6 +203,13 @@ Describe 'Start-DreamBoothTraining' {
             @{ resolution = 60; instance_prompt = 'a photo of sks toy'; train_batch_size = 1 } | ConvertTo-Json | Set-Content $json
             $e = { Start-DreamBoothTraining -Model $tiny -InstanceDataDirectory $instances -OutputDirectory (Join-Path $work 'o5') -ConfigFile $json } | Should -Throw -PassThru
             $e.Exception.Message | Should -Match 'Resolution.*60'
+        }
+        It 'refuses -ConfigFile report_to wandb, saying what to use' {
+            $json = Join-Path $work 'wandb.json'
+            @{ report_to = 'wandb' } | ConvertTo-Json | Set-Content $json
+            $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'o7') -ConfigFile $json } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $e.Exception.Message | Should -Match 'tensorboard'
         }
         It 'reads -ConfigFile .psd1 with our names; the command line wins' {
             $psd1 = Join-Path $work 'cfg.psd1'

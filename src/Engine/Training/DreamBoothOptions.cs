@@ -60,6 +60,13 @@ public sealed record DreamBoothOptions
     public bool OffsetNoise { get; init; }
     public double? SnrGamma { get; init; }
     public required string OutputDirectory { get; init; }
+    /// <summary>
+    /// diffusers' --report_to: where each step's loss and learning rate (and the validation images) are logged:
+    /// all (TensorBoard event file and CSV), tensorboard, csv or none (<see cref="TrainingTrackers"/>).
+    /// </summary>
+    public string ReportTo { get; init; } = "all";
+    /// <summary>diffusers' --logging_dir: the logs' folder, relative to <see cref="OutputDirectory"/> unless absolute.</summary>
+    public string LoggingDirectory { get; init; } = "logs";
     public string Device { get; init; } = "auto";
     /// <summary>no, fp16 or bf16 (diffusers' --mixed_precision). Trainable weights stay fp32.</summary>
     public string MixedPrecision { get; init; } = "no";
@@ -124,6 +131,10 @@ public sealed record DreamBoothOptions
         Range(LoRAAlpha is null or > 0, nameof(LoRAAlpha), LoRAAlpha!, "must be positive");
         if (CaptionExtension is not null && (CaptionExtension.Trim('.').Length == 0 || CaptionExtension.IndexOfAny(new[] { '/', '\\', '*', '?' }) >= 0))
             throw new ArgumentException($"-CaptionExtension must be a file extension such as .txt or .caption (got '{CaptionExtension}').");
+        if (!TrainingTrackers.Names.Contains(ReportTo))
+            throw new ArgumentException($"-ReportTo must be {string.Join(", ", TrainingTrackers.Names)} (got '{ReportTo}')." +
+                (ReportTo is "wandb" or "comet_ml" ? " wandb and comet_ml need their online services; use tensorboard (tensorboard --logdir OUTPUT/logs) or csv." : ""));
+        if (string.IsNullOrWhiteSpace(LoggingDirectory)) throw new ArgumentException("-LoggingDirectory cannot be empty (default: logs, under -OutputDirectory).");
         if (SaveKohyaLoRA && !LoRA) throw new ArgumentException("-SaveKohyaLoRA needs -LoRA (a full fine-tune has no adapters to write).");
         if (WithPriorPreservation)
         {

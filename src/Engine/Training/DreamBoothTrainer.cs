@@ -51,6 +51,7 @@ public sealed class DreamBoothTrainer : IDisposable
     // Run state: everything a checkpoint must hold to continue bit-identically.
     TrainingState _state = null!;
     TrainingState? _lastSync;
+    TrainingTrackers? _trackers;   // the run's loss log and TensorBoard events (--report_to)
 
     DreamBoothTrainer(DreamBoothOptions options, TrainingEvents events)
     {
@@ -128,6 +129,14 @@ public sealed class DreamBoothTrainer : IDisposable
         {
             throw new UnauthorizedAccessException($"Cannot write to output folder '{o.OutputDirectory}': {e.Message} Choose a folder you can write to.", e);
         }
+        if (TrainingTrackers.DirectoryFor(o) is string logs)
+        {
+            try { Directory.CreateDirectory(logs); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new UnauthorizedAccessException($"Cannot create the logging folder '{logs}': {e.Message} Choose another -LoggingDirectory, or -ReportTo none.", e);
+            }
+        }
         if (!resuming && CheckpointStore.List(o.OutputDirectory).Count > 0)
             throw new InvalidOperationException($"'{o.OutputDirectory}' already holds checkpoints of a run. Continue it with Resume-DreamBoothTraining -Path '{o.OutputDirectory}', or choose another -OutputDirectory.");
     }
@@ -183,6 +192,9 @@ public sealed class DreamBoothTrainer : IDisposable
         {
             _state = TrainingState.New(_o, _source.BaseModel);
         }
+        using var trackers = TrainingTrackers.Open(_o, _state.GlobalStep);
+        _trackers = trackers;
+        if (trackers.Directory is not null) _events.Log?.Invoke($"Logging loss and learning rate ({_o.ReportTo}) to {trackers.Directory}.");
         using var generator = new torch.Generator((ulong)_o.Seed);
         if (_state.GeneratorState is not null) RngState.Restore(generator, _state.GeneratorState);
         var random = _state.DataRandomState is null ? new Pcg32((ulong)_o.Seed) : Pcg32.Deserialize(_state.DataRandomState);
@@ -261,6 +273,7 @@ public sealed class DreamBoothTrainer : IDisposable
 
                     double rate = stepsThisSession / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
                     Report("training", _state.GlobalStep, maxSteps, epoch, lastLoss, _state.SmoothedLoss, stepLr, total.Elapsed, null, rate);
+                    trackers.LogStep(_state.GlobalStep, epoch, lastLoss, stepLr);
 
                     if (_state.GlobalStep % _o.CheckpointingSteps == 0 && _state.GlobalStep < maxSteps)
                         SaveCheckpoint(_lastSync, lastLoss, stepLr);
@@ -550,6 +563,7 @@ public sealed class DreamBoothTrainer : IDisposable
                 var path = Path.Combine(dir, $"{img.Index:D3}-seed{img.Seed}.png");
                 PngWriter.Save(img.Pixels, path, GenerationMetadata.For(img, _o.OutputDirectory));
                 _events.ValidationImage?.Invoke(new ValidationImageInfo(path, step, img.Prompt, img.Seed));
+                _trackers?.LogImage($"validation/{img.Index}", path, _o.Resolution, _o.Resolution, step);
             });
         }
         finally

@@ -45,6 +45,8 @@ public static class ParameterMap
         ["offset_noise"] = "OffsetNoise",
         ["snr_gamma"] = "SnrGamma",
         ["output_dir"] = "OutputDirectory",
+        ["report_to"] = "ReportTo",
+        ["logging_dir"] = "LoggingDirectory",
         ["mixed_precision"] = "MixedPrecision",
         ["gradient_checkpointing"] = "GradientCheckpointing",
         ["use_8bit_adam"] = "Use8BitAdam",

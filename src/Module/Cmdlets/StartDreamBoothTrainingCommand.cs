@@ -61,6 +61,10 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public SwitchParameter OffsetNoise { get; set; }
     [Parameter] public double? SnrGamma { get; set; }
     [Parameter] [Alias("OutputDir")] public string? OutputDirectory { get; set; }
+    /// <summary>diffusers' --report_to: each step's loss and learning rate (and validation images) as a TensorBoard event file and a CSV file.</summary>
+    [Parameter, ValidateSet("all", "tensorboard", "csv", "none")] public string ReportTo { get; set; } = "all";
+    /// <summary>diffusers' --logging_dir: the logs' folder, relative to -OutputDirectory unless absolute.</summary>
+    [Parameter] [Alias("LoggingDir")] [ValidateNotNullOrEmpty] public string LoggingDirectory { get; set; } = "logs";
     [Parameter] public string Device { get; set; } = "auto";
     [Parameter, ValidateSet("no", "fp16", "bf16")] public string MixedPrecision { get; set; } = "no";
     [Parameter] public SwitchParameter GradientCheckpointing { get; set; }
@@ -120,7 +124,9 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, SnrGamma = SnrGamma,
-            OutputDirectory = ResolvePath(OutputDirectory!), Device = Device, MixedPrecision = MixedPrecision,
+            OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,
+            LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,
+            Device = Device, MixedPrecision = MixedPrecision,
             GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32, Deterministic = Deterministic,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,

@@ -65,6 +65,7 @@ public abstract class TrainingCmdletBase : DreamBoothCmdlet
             Completed = r.Completed, BaseModel = r.Options.Model, InstancePrompt = r.Options.InstancePrompt,
             Checkpoints = r.Checkpoints.Select(ToCheckpoint).ToArray(), Settings = settings,
             PeakDeviceMemoryGB = r.PeakDeviceMemoryBytes is long b ? Math.Round(b / 1073741824.0, 2) : null,
+            LogDirectory = TrainingTrackers.DirectoryFor(r.Options),
         };
     }
 }

@@ -26,6 +26,8 @@ public sealed class DreamBoothModel
     public DreamBoothCheckpoint[] Checkpoints { get; init; } = Array.Empty<DreamBoothCheckpoint>();
     /// <summary>On CUDA: the most device memory the run held (this process per NVML, as nvidia-smi shows it), in GiB; null on the CPU.</summary>
     public double? PeakDeviceMemoryGB { get; init; }
+    /// <summary>Where the run logged each step's loss and learning rate (training_log.csv, a TensorBoard event file); null with -ReportTo none.</summary>
+    public string? LogDirectory { get; init; }
     /// <summary>Every setting of the run, as the engine stored it.</summary>
     public System.Collections.Hashtable Settings { get; init; } = new();
     public override string ToString() => Path;
