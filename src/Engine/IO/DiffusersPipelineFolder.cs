@@ -109,7 +109,8 @@ public sealed partial class DiffusersPipelineFolder
     /// <summary>
     /// The safetensors file(s) holding the component's weights: <c>diffusion_pytorch_model[.variant].safetensors</c> or
     /// <c>model[.variant].safetensors</c>, or the shards listed by <c>*.safetensors.index[.variant].json</c> (diffusers'
-    /// <c>_add_variant</c> puts the variant before the last extension). Pickle-only folders throw <see cref="PickleWeightsException"/>.
+    /// <c>_add_variant</c> puts the variant before the last extension). Without a variant asked, the default names, or
+    /// else the folder's only variant. Pickle-only folders throw <see cref="PickleWeightsException"/>.
     /// </summary>
     public IReadOnlyList<string> ResolveWeights(string name, string? variant = null) => ResolveWeightsIn(ComponentDirectory(name), variant);
 
@@ -139,8 +140,10 @@ public sealed partial class DiffusersPipelineFolder
         bool hasDefault = s_weightStems.Any(s => File.Exists(Path.Combine(dir, s + ".safetensors")) || File.Exists(Path.Combine(dir, s + ".safetensors.index.json")));
         if (variant is not null && (variants.Count > 0 || hasDefault))
             throw new DiffusersFolderException(dir, $"'{dir}' has no \"{variant}\" weights; available: {string.Join(", ", (hasDefault ? new[] { "(default, no variant)" } : Array.Empty<string>()).Concat(variants))}.");
-        if (variant is null && variants.Count > 0)
-            throw new DiffusersFolderException(dir, $"'{dir}' has only variant weights ({string.Join(", ", variants)}), no default ones; this module loads the default names: rename the variant's file(s) (e.g. diffusion_pytorch_model.{variants[0]}.safetensors to diffusion_pytorch_model.safetensors; any precision loads) or save the model without a variant.");
+        // Only one variant and no default (a download of the fp16 files, say): that variant is the component's weights.
+        if (variant is null && variants.Count == 1) return ResolveWeightsIn(dir, variants[0]);
+        if (variant is null && variants.Count > 1)
+            throw new DiffusersFolderException(dir, $"'{dir}' has several weights variants ({string.Join(", ", variants)}) and no default weights, so which to load is not clear: keep one variant's file(s) there, or rename it (e.g. diffusion_pytorch_model.{variants[0]}.safetensors to diffusion_pytorch_model.safetensors; any precision loads).");
         var pickles = Directory.EnumerateFiles(dir)
             .Where(f => s_pickleExtensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase) || f.EndsWith(".bin.index.json", StringComparison.OrdinalIgnoreCase))
             .OrderBy(f => f, StringComparer.Ordinal).ToList();
@@ -167,7 +170,7 @@ public sealed partial class DiffusersPipelineFolder
 
     /// <summary>
     /// The component's weights (<see cref="ResolveWeightsIn"/>: one file, or the shards an index lists) opened for
-    /// loading; pickle-only, variant-only and empty folders throw with what to do.
+    /// loading; pickle-only, empty and ambiguous (several variants, no default) folders throw with what to do.
     /// </summary>
     public static ISafetensorsSource OpenWeights(string componentDir)
     {

@@ -59,6 +59,13 @@ public sealed class HubDownloader : IDisposable
             if (weights is null) byPath.TryGetValue($"{folder}/{stem}.safetensors", out weights);
             if (weights is null)
             {
+                // No default weights but one variant (a repository of fp16 files, say): the loader takes that variant.
+                var only = siblings.Where(s => s.Path.StartsWith($"{folder}/{stem}.", StringComparison.Ordinal) && s.Path.EndsWith(".safetensors", StringComparison.Ordinal)
+                    && !s.Path[(folder.Length + stem.Length + 2)..^".safetensors".Length].Contains('.')).ToList();
+                if (only.Count == 1) weights = only[0];
+            }
+            if (weights is null)
+            {
                 bool pickles = siblings.Any(s => s.Path.StartsWith(folder + "/", StringComparison.Ordinal) && (s.Path.EndsWith(".bin", StringComparison.Ordinal) || s.Path.EndsWith(".ckpt", StringComparison.Ordinal)));
                 if (siblings.Any(s => s.Path.StartsWith($"{folder}/{stem}", StringComparison.Ordinal) && s.Path.EndsWith(".safetensors.index.json", StringComparison.Ordinal)))
                     throw new ModelSourceException($"The repository's {folder} weights are sharded, which is not supported.");

@@ -104,7 +104,7 @@ public sealed class DreamBoothTrainer : IDisposable
         if (source.IsLoRA)
             throw new ArgumentException($"'{o.Model}' is a LoRA output (adapters only). Bake it into a full model first with Merge-DreamBoothLoRA, then train from that folder.");
         var folder = DiffusersPipelineFolder.Open(source.BaseModel);
-        // Weights that cannot load (pickle-only, variant-only, missing shards) fail now, not after the class images.
+        // Weights that cannot load (pickle-only, several variants and no default, missing shards) fail now, not after the class images.
         DiffusersPipelineFolder.ResolveWeightsIn(source.UnetDirectory ?? folder.ComponentDirectory("unet"));
         DiffusersPipelineFolder.ResolveWeightsIn(source.TextEncoderDirectory ?? folder.ComponentDirectory("text_encoder"));
         folder.ResolveWeights("vae");

@@ -99,7 +99,7 @@ public abstract class DreamBoothCmdlet : PSCmdlet
         {
             FileNotFoundException or DirectoryNotFoundException => ErrorCategory.ObjectNotFound,
             ModelSourceException => ErrorCategory.InvalidData,
-            // A pipeline folder that is there but incomplete or malformed (pickle-only or variant-only weights, say).
+            // A pipeline folder that is there but incomplete or malformed (pickle-only weights or several variants without default ones, say).
             DiffusersFolderException d => Directory.Exists(d.FolderPath) || File.Exists(d.FolderPath) ? ErrorCategory.InvalidData : ErrorCategory.ObjectNotFound,
             SafetensorsFormatException or ModelConfigException or StateDictMismatchException => ErrorCategory.InvalidData,
             InvalidDataException or FormatException => ErrorCategory.InvalidData,

@@ -62,8 +62,11 @@ public class DiffusersPipelineFolderTests
         Assert.EndsWith("diffusion_pytorch_model.safetensors", Assert.Single(p.ResolveWeights("unet")));
         var e = Assert.Throws<DiffusersFolderException>(() => p.ResolveWeights("unet", "bf16"));
         Assert.Contains("no \"bf16\" weights; available: (default, no variant), fp16", e.Message);
-        Assert.Contains("has only variant weights (fp16)", Assert.Throws<DiffusersFolderException>(() => p.ResolveWeights("text_encoder")).Message);
+        // No default weights but one variant: that variant, asked for or not.
+        Assert.EndsWith("model.fp16.safetensors", Assert.Single(p.ResolveWeights("text_encoder")));
         Assert.EndsWith("model.fp16.safetensors", Assert.Single(p.ResolveWeights("text_encoder", "fp16")));
+        Weights(Path.Combine(root, "text_encoder", "model.bf16.safetensors"));
+        Assert.Contains("several weights variants (bf16, fp16)", Assert.Throws<DiffusersFolderException>(() => p.ResolveWeights("text_encoder")).Message);
     }
 
     [Fact]

@@ -8,7 +8,8 @@ namespace DreamBooth.Engine.Tests.Models;
 
 /// <summary>
 /// The models load their weights as diffusers' folders hold them (DiffusersPipelineFolder.ResolveWeightsIn): one
-/// safetensors file or the shards an index lists; pickle-only and variant-only folders are refused with what to do.
+/// safetensors file or the shards an index lists, or a folder's only variant; pickle-only folders and folders of several
+/// variants without default weights are refused with what to do.
 /// </summary>
 public class ComponentWeightsLoadingTests
 {
@@ -58,7 +59,7 @@ public class ComponentWeightsLoadingTests
     }
 
     [Fact]
-    public void PickleOnlyAndVariantOnlyFolders_AreRefusedWithWhatToDo()
+    public void PickleOnlyAndAmbiguousVariantFolders_AreRefusedWithWhatToDo_AFolderOfOneVariantLoads()
     {
         using var dir = new TempDir();
         var te = dir["text_encoder"];
@@ -72,8 +73,14 @@ public class ComponentWeightsLoadingTests
         Directory.CreateDirectory(unet);
         File.Copy(Path.Combine(Fixtures.TinySd, "unet", "config.json"), Path.Combine(unet, "config.json"));
         File.Copy(Path.Combine(Fixtures.TinySd, "unet", "diffusion_pytorch_model.safetensors"), Path.Combine(unet, "diffusion_pytorch_model.fp16.safetensors"));
+        // One variant and no default weights: that variant loads (as a download of a repository's fp16 files).
+        using (var one = UNet2DConditionModel.FromPretrained(Path.Combine(Fixtures.TinySd, "unet")))
+        using (var fp16Only = UNet2DConditionModel.FromPretrained(unet))
+            AssertSameParameters(one, fp16Only);
+        // Two variants and no default: which one is not clear.
+        File.Copy(Path.Combine(unet, "diffusion_pytorch_model.fp16.safetensors"), Path.Combine(unet, "diffusion_pytorch_model.bf16.safetensors"));
         var variant = Assert.Throws<DiffusersFolderException>(() => UNet2DConditionModel.FromPretrained(unet));
-        Assert.Contains("only variant weights (fp16)", variant.Message);
+        Assert.Contains("several weights variants (bf16, fp16)", variant.Message);
         Assert.Contains("rename", variant.Message);
     }
 }

@@ -148,7 +148,13 @@ public sealed class HubDownloaderTests : IDisposable
         Assert.DoesNotContain(fp16, p => p.EndsWith(".bin") || p.StartsWith("safety_checker"));
         Assert.Equal(10, fp16.Count);
 
-        // Without the variant, the text encoder has only a pickle and a variant file: refuse the pickle.
+        // Without a variant asked, a component with no default weights but one variant gets that variant.
+        var plainRequest = HubDownloader.SelectPipelineFiles(siblings, null).Select(f => f.Path).ToList();
+        Assert.Contains("unet/diffusion_pytorch_model.safetensors", plainRequest);
+        Assert.Contains("text_encoder/model.fp16.safetensors", plainRequest);
+        Assert.DoesNotContain(plainRequest, p => p.EndsWith(".bin"));
+
+        // Without it, the text encoder has only a pickle: refuse the pickle.
         var plain = siblings.Where(s => s.Path != "text_encoder/model.fp16.safetensors").ToList();
         var e = Assert.Throws<ModelSourceException>(() => HubDownloader.SelectPipelineFiles(plain, null));
         Assert.Contains("pickle", e.Message);

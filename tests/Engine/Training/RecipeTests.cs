@@ -332,7 +332,7 @@ public sealed class RecipeTests : IDisposable
     }
 
     /// <summary>
-    /// A model whose UNet weights cannot load (only an fp16 variant file) is refused by Preflight, before any class
+    /// A model whose UNet weights cannot load (two variant files, fp16 and bf16, and no default one) is refused by Preflight, before any class
     /// image is generated or model loaded, with what to do.
     /// </summary>
     [Fact]
@@ -346,9 +346,10 @@ public sealed class RecipeTests : IDisposable
             File.Copy(f, target);
         }
         File.Move(Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"), Path.Combine(model, "unet", "diffusion_pytorch_model.fp16.safetensors"));
+        File.Copy(Path.Combine(model, "unet", "diffusion_pytorch_model.fp16.safetensors"), Path.Combine(model, "unet", "diffusion_pytorch_model.bf16.safetensors"));
         var o = Options("variant-only", 1) with { Model = model, NumClassImages = 5 };
         var e = Assert.Throws<DiffusersFolderException>(() => DreamBoothTrainer.Preflight(o));
-        Assert.Contains("only variant weights (fp16)", e.Message);
+        Assert.Contains("several weights variants (bf16, fp16)", e.Message);
         Assert.Equal(2, Directory.GetFiles(_classes).Length);   // no class image was generated
     }
 
