@@ -39,6 +39,7 @@ public static class PipelineCache
 
     public static StableDiffusionPipeline Load(ModelSource source, ScalarType dtype, Device device)
     {
+        PipelineMemory.EnsureFits(source, dtype, device, HostMemory.AvailableBytes());
         var p = StableDiffusionPipeline.FromPretrained(source.BaseModel, dtype, device, source.UnetDirectory, source.TextEncoderDirectory);
         p.SourcePath = source.Path;
         // LoRA run output/checkpoint: bake its adapters into this in-memory copy (the base files stay untouched).

@@ -108,6 +108,8 @@ public sealed class DreamBoothTrainer : IDisposable
         DiffusersPipelineFolder.ResolveWeightsIn(source.UnetDirectory ?? folder.ComponentDirectory("unet"));
         DiffusersPipelineFolder.ResolveWeightsIn(source.TextEncoderDirectory ?? folder.ComponentDirectory("text_encoder"));
         folder.ResolveWeights("vae");
+        // What the weights, gradients and optimizer state alone take must fit, or Linux's OOM killer ends the process later.
+        TrainingMemoryEstimate.EnsureFits(o, source, DeviceSelection.Parse(o.Device).type == DeviceType.CPU, HostMemory.AvailableBytes());
         if (!Directory.Exists(o.InstanceDataDirectory))
             throw new DirectoryNotFoundException($"Instance folder '{o.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
         var instances = ImageFiles.List(o.InstanceDataDirectory);
