@@ -92,6 +92,15 @@ Describe 'Start-DreamBoothTraining' {
             $model.Settings.SetGradsToNone | Should -BeTrue
             $model.Settings.OffloadOptimizerState | Should -BeFalse
         }
+        It 'trains the text encoder for -StopTextEncoderTraining steps at -TextEncoderLearningRate, then the UNet alone' {
+            $m = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'te-stop') -MaxTrainSteps 3 -TrainTextEncoder `
+                -TextEncoderLearningRate 5e-5 -StopTextEncoderTraining 1 -Confirm:$false -Verbose 4>&1
+            ($m | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message | Should -Contain 'Text encoder training stopped after step 1 (-StopTextEncoderTraining); the UNet trains on.'
+            $model = $m | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
+            $model.Settings.TextEncoderLearningRate | Should -Be 5e-5
+            $model.Settings.StopTextEncoderTraining | Should -Be 1
+            Test-Path (Join-Path $model.Path 'text_encoder/model.safetensors') | Should -BeTrue
+        }
         It '-Deterministic repeats a seeded run exactly and is recorded with it' {
             $a = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'det-a') -MaxTrainSteps 2 -Deterministic -Confirm:$false |
                 Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
@@ -203,6 +212,15 @@ Describe 'Start-DreamBoothTraining' {
             @{ resolution = 60; instance_prompt = 'a photo of sks toy'; train_batch_size = 1 } | ConvertTo-Json | Set-Content $json
             $e = { Start-DreamBoothTraining -Model $tiny -InstanceDataDirectory $instances -OutputDirectory (Join-Path $work 'o5') -ConfigFile $json } | Should -Throw -PassThru
             $e.Exception.Message | Should -Match 'Resolution.*60'
+        }
+        It '-TextEncoderLearningRate and -StopTextEncoderTraining (kohya-ss names in a config file too) need -TrainTextEncoder' {
+            $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'o8') -StopTextEncoderTraining 5 } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $e.Exception.Message | Should -Match 'needs -TrainTextEncoder'
+            $json = Join-Path $work 'te.json'
+            @{ learning_rate_te = 1e-6 } | ConvertTo-Json | Set-Content $json
+            $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'o8') -ConfigFile $json } | Should -Throw -PassThru
+            $e.Exception.Message | Should -Match '-TextEncoderLearningRate needs -TrainTextEncoder'
         }
         It 'refuses -ConfigFile report_to wandb, saying what to use' {
             $json = Join-Path $work 'wandb.json'

@@ -57,6 +57,23 @@ public sealed class AdamW : IDisposable
 
     public IReadOnlyList<(string Name, Parameter P)> Parameters => _params;
 
+    /// <summary>
+    /// Each parameter's learning rate as a multiple of the one <see cref="Step(double, float, IReadOnlyList{Tensor?})"/>
+    /// is given, in parameter order (PyTorch's parameter groups with their own lr, scheduled alike: kohya's text-encoder
+    /// learning rate). Null: all 1.
+    /// </summary>
+    public IReadOnlyList<double>? LearningRateFactors
+    {
+        get => _lrFactors;
+        set
+        {
+            if (value is not null && (value.Count != _params.Count || value.Any(f => !(f > 0) || !double.IsFinite(f))))
+                throw new ArgumentException($"{value.Count} learning-rate factors for {_params.Count} parameters, or one that is not a positive number.", nameof(value));
+            _lrFactors = value?.ToArray();
+        }
+    }
+    double[]? _lrFactors;
+
     /// <summary>Use the one-pass CPU kernels where they apply (tests turn this off to compare with the tensor-op path).</summary>
     internal bool FusedCpu { get; set; } = true;
 
@@ -115,6 +132,7 @@ public sealed class AdamW : IDisposable
                 using var scope = torch.NewDisposeScope();
                 var grad = gradients is null ? p.grad : gradients[i];
                 if (grad is null) continue;
+                double lrP = _lrFactors is null ? lr : lr * _lrFactors[i];
                 var device = StateDevice ?? p.device;
                 var state = GetOrCreateState(name, p, device);
                 state.Step++;
@@ -123,12 +141,12 @@ public sealed class AdamW : IDisposable
                 bool useMaster = !inPlace && HostMasterWeights && p.dtype == ScalarType.Float32;
                 Tensor param = inPlace ? p : useMaster ? MasterOf(state, p, device) : p.detach().to(ScalarType.Float32, device);
                 var g = grad.to(ScalarType.Float32, device);
-                if (FusedCpu && FusedAdamWCpu.Supports(param) && FusedAdamWCpu.Supports(g)) UpdateFused(state, param, g, lr, gradScale);
+                if (FusedCpu && FusedAdamWCpu.Supports(param) && FusedAdamWCpu.Supports(g)) UpdateFused(state, param, g, lrP, gradScale);
                 else
                 {
                     if (gradScale != 1f) g = g.mul(gradScale);
-                    if (state.Is8Bit) Update8Bit(state, param, g, lr, device);
-                    else UpdateFloat32(state, param, g, lr);
+                    if (state.Is8Bit) Update8Bit(state, param, g, lrP, device);
+                    else UpdateFloat32(state, param, g, lrP);
                 }
                 if (inPlace) continue;
                 // From page-locked memory the copy to the GPU runs while the next parameters are updated here.

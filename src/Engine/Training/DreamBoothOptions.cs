@@ -44,6 +44,16 @@ public sealed record DreamBoothOptions
     public int? MaxTrainSteps { get; init; }
     public int NumTrainEpochs { get; init; } = 1;
     public bool TrainTextEncoder { get; init; }
+    /// <summary>
+    /// kohya-ss' text-encoder learning rate (train_db.py's --learning_rate_te): the text encoder's parameters, or its LoRA
+    /// adapters, learn at this rate on the same schedule. Null: <see cref="LearningRate"/>, as diffusers.
+    /// </summary>
+    public double? TextEncoderLearningRate { get; init; }
+    /// <summary>
+    /// kohya-ss' --stop_text_encoder_training: the text encoder trains for this many optimizer steps and then stays as
+    /// it is while the UNet trains on (less overfitting of the prompt). Null: to the end.
+    /// </summary>
+    public int? StopTextEncoderTraining { get; init; }
     public double AdamBeta1 { get; init; } = 0.9;
     public double AdamBeta2 { get; init; } = 0.999;
     public double AdamWeightDecay { get; init; } = 1e-2;
@@ -127,6 +137,10 @@ public sealed record DreamBoothOptions
         Range(ValidationSteps >= 1, nameof(ValidationSteps), ValidationSteps, "must be at least 1");
         Range(NumValidationImages >= 1, nameof(NumValidationImages), NumValidationImages, "must be at least 1");
         Range(SnrGamma is null or > 0, nameof(SnrGamma), SnrGamma!, "must be positive");
+        Range(TextEncoderLearningRate is not double te || (te > 0 && double.IsFinite(te)), nameof(TextEncoderLearningRate), TextEncoderLearningRate!, "must be a positive number");
+        Range(StopTextEncoderTraining is null or >= 1, nameof(StopTextEncoderTraining), StopTextEncoderTraining!, "must be at least 1 (without -TrainTextEncoder the text encoder does not train at all)");
+        if ((TextEncoderLearningRate is not null || StopTextEncoderTraining is not null) && !TrainTextEncoder)
+            throw new ArgumentException($"{(TextEncoderLearningRate is not null ? "-TextEncoderLearningRate" : "-StopTextEncoderTraining")} needs -TrainTextEncoder (the text encoder is frozen without it).");
         Range(LoRARank >= 1, nameof(LoRARank), LoRARank, "must be at least 1");
         Range(LoRAAlpha is null or > 0, nameof(LoRAAlpha), LoRAAlpha!, "must be positive");
         if (CaptionExtension is not null && (CaptionExtension.Trim('.').Length == 0 || CaptionExtension.IndexOfAny(new[] { '/', '\\', '*', '?' }) >= 0))

@@ -51,7 +51,9 @@ public sealed class DreamBoothTrainer : IDisposable
     // Run state: everything a checkpoint must hold to continue bit-identically.
     TrainingState _state = null!;
     TrainingState? _lastSync;
-    TrainingTrackers? _trackers;   // the run's loss log and TensorBoard events (--report_to)
+    TrainingTrackers? _trackers;
+    bool[] _isTextEncoderParameter = Array.Empty<bool>();   // per trainable parameter, in optimizer order
+    bool _textEncoderFrozen;   // -StopTextEncoderTraining reached   // the run's loss log and TensorBoard events (--report_to)
 
     DreamBoothTrainer(DreamBoothOptions options, TrainingEvents events)
     {
@@ -176,6 +178,12 @@ public sealed class DreamBoothTrainer : IDisposable
         double lr = _o.ScaleLearningRate ? _o.LearningRate * _o.GradientAccumulationSteps * _o.TrainBatchSize : _o.LearningRate;
         _lrLambda = LearningRateSchedules.Create(_o.LearningRateScheduler, _o.LearningRateWarmupSteps, maxSteps, _o.LearningRateNumCycles, _o.LearningRatePower, baseLr: lr);
         CreateOptimizer();
+        _isTextEncoderParameter = _trainable.Select(p => p.Name.StartsWith("text_encoder.", StringComparison.Ordinal)).ToArray();
+        if (_o.TextEncoderLearningRate is double teLr)
+        {
+            double teBase = _o.ScaleLearningRate ? teLr * _o.GradientAccumulationSteps * _o.TrainBatchSize : teLr;
+            _optimizer.LearningRateFactors = _isTextEncoderParameter.Select(te => te ? teBase / lr : 1.0).ToList();
+        }
         using var collectGradients = _gradientOffload?.CollectAfterCheckpointedBlocks();
         if (_o.MixedPrecision == "fp16") _scaler = new DynamicLossScaler();
         if (_o.CacheLatents) CacheLatents(total);
@@ -234,6 +242,7 @@ public sealed class DreamBoothTrainer : IDisposable
                 for (int b = _state.BatchInEpoch; b < batchesPerEpoch; b++)
                 {
                     cancellation.ThrowIfCancellationRequested();
+                    FreezeTextEncoderWhenItsStepsAreDone();
                     var indices = _state.EpochOrder.Skip(b * _o.TrainBatchSize).Take(_o.TrainBatchSize).ToArray();
                     accumulated += TrainMicroBatch(indices, generator, random);
                     micro++;
@@ -246,6 +255,8 @@ public sealed class DreamBoothTrainer : IDisposable
                     {
                         // The gradients in parameter order: the host copies when offloaded, else the parameters' own.
                         var grads = _gradientOffload?.Gradients ?? _trainable.Select(p => (Tensor?)p.Param.grad).ToList();
+                        // A text encoder whose training has stopped keeps its weights: no update, no decay, no norm share.
+                        if (_textEncoderFrozen) grads = grads.Select((g, i) => _isTextEncoderParameter[i] ? null : g).ToList();
                         _events.AfterBackward?.Invoke(_state.GlobalStep, grads);
                         // fp16: unscale, and on inf/NaN skip the step and halve the scale (GradScaler); otherwise clip and step.
                         bool scaledFinite = _scaler?.UnscaleAndCheck(grads) ?? true;
@@ -367,6 +378,7 @@ public sealed class DreamBoothTrainer : IDisposable
         Tensor context;
         if (_o.TrainTextEncoder)
             using (MixedPrecision.Autocast(compute))
+            using (_textEncoderFrozen ? torch.no_grad() : null)
                 context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState;
         else
             context = torch.cat(prompts.Select(p => _promptEmbeddings![p]).ToArray(), 0);
@@ -384,6 +396,23 @@ public sealed class DreamBoothTrainer : IDisposable
         GradientCheckpoint.ThrowPendingError();
         _gradientOffload?.Collect();   // what the checkpointed blocks' callbacks did not take: parameters outside them
         return result.Loss.item<float>();
+    }
+
+    /// <summary>
+    /// -StopTextEncoderTraining: once that many optimizer steps are done (also when a resume starts past them), the
+    /// text encoder's trained parameters stop taking gradients and updates; the UNet trains on.
+    /// </summary>
+    void FreezeTextEncoderWhenItsStepsAreDone()
+    {
+        if (_textEncoderFrozen || _o.StopTextEncoderTraining is not int stop || _state.GlobalStep < stop) return;
+        for (int i = 0; i < _trainable.Count; i++)
+        {
+            if (!_isTextEncoderParameter[i]) continue;
+            _trainable[i].Param.requires_grad = false;
+            _trainable[i].Param.grad = null;
+        }
+        _textEncoderFrozen = true;
+        _events.Log?.Invoke($"Text encoder training stopped after step {stop} (-StopTextEncoderTraining); the UNet trains on.");
     }
 
     void LoadModels(string? resumeCheckpoint)

@@ -30,6 +30,9 @@ public static class ParameterMap
         ["max_train_steps"] = "MaxTrainSteps",
         ["num_train_epochs"] = "NumTrainEpochs",
         ["train_text_encoder"] = "TrainTextEncoder",
+        ["learning_rate_te"] = "TextEncoderLearningRate",   // kohya-ss train_db.py
+        ["text_encoder_lr"] = "TextEncoderLearningRate",    // kohya-ss train_network.py
+        ["stop_text_encoder_training"] = "StopTextEncoderTraining",   // kohya-ss train_db.py
         ["adam_beta1"] = "AdamBeta1",
         ["adam_beta2"] = "AdamBeta2",
         ["adam_weight_decay"] = "AdamWeightDecay",

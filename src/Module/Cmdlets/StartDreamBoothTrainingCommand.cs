@@ -46,6 +46,10 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ValidateRange(1, int.MaxValue)] public int? MaxTrainSteps { get; set; }
     [Parameter, ValidateRange(1, 100000)] public int NumTrainEpochs { get; set; } = 1;
     [Parameter] public SwitchParameter TrainTextEncoder { get; set; }
+    /// <summary>kohya-ss' --learning_rate_te: the text encoder's learning rate (default: -LearningRate), on the same schedule.</summary>
+    [Parameter] [Alias("LearningRateTe", "TextEncoderLr")] public double? TextEncoderLearningRate { get; set; }
+    /// <summary>kohya-ss' --stop_text_encoder_training: the text encoder trains for this many steps, then only the UNet.</summary>
+    [Parameter, ValidateRange(1, int.MaxValue)] public int? StopTextEncoderTraining { get; set; }
     [Parameter] public double AdamBeta1 { get; set; } = 0.9;
     [Parameter] public double AdamBeta2 { get; set; } = 0.999;
     [Parameter] public double AdamWeightDecay { get; set; } = 1e-2;
@@ -119,7 +123,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ScaleLearningRate = ScaleLearningRate, LearningRateScheduler = LearningRateScheduler,
             LearningRateWarmupSteps = LearningRateWarmupSteps, LearningRateNumCycles = LearningRateNumCycles,
             LearningRatePower = LearningRatePower, MaxTrainSteps = MaxTrainSteps, NumTrainEpochs = NumTrainEpochs,
-            TrainTextEncoder = TrainTextEncoder, AdamBeta1 = AdamBeta1, AdamBeta2 = AdamBeta2, AdamWeightDecay = AdamWeightDecay,
+            TrainTextEncoder = TrainTextEncoder, TextEncoderLearningRate = TextEncoderLearningRate, StopTextEncoderTraining = StopTextEncoderTraining,
+            AdamBeta1 = AdamBeta1, AdamBeta2 = AdamBeta2, AdamWeightDecay = AdamWeightDecay,
             AdamEpsilon = AdamEpsilon, MaxGradNorm = MaxGradNorm, Seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue),
             CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,

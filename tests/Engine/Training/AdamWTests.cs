@@ -46,6 +46,41 @@ public class AdamWTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal(2, opt.GetState("w")!.Step);
     }
 
+    /// <summary>
+    /// Per-parameter learning-rate factors (a second parameter group, the text encoder's rate) update each parameter
+    /// exactly as an optimizer of its own stepped at lr × factor: fp32 and 8-bit moments, fused and tensor-op paths.
+    /// </summary>
+    [Theory]
+    [InlineData(false, true)]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    [InlineData(true, false)]
+    public void LearningRateFactors_EqualASeparateOptimizerAtThatRate(bool use8Bit, bool fused)
+    {
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(3);
+        var a0 = torch.randn(64, 80); var b0 = torch.randn(5000);
+        var grads = Enumerable.Range(0, 4).Select(_ => (torch.randn(64, 80), torch.randn(5000))).ToList();
+        var options = new AdamWOptions { WeightDecay = 0.01, Use8Bit = use8Bit, Min8BitSize = 1 };
+        var (a, b) = (Param(a0), Param(b0));
+        var (a2, b2) = (Param(a0), Param(b0));
+        using var grouped = new AdamW([("a", a), ("b", b)], options) { FusedCpu = fused, LearningRateFactors = [1.0, 0.25] };
+        using var aloneA = new AdamW([("a", a2)], options) { FusedCpu = fused };
+        using var aloneB = new AdamW([("b", b2)], options) { FusedCpu = fused };
+        foreach (var (ga, gb) in grads)
+        {
+            SetGrad(a, ga); SetGrad(b, gb); SetGrad(a2, ga); SetGrad(b2, gb);
+            grouped.Step(1e-3);
+            aloneA.Step(1e-3);
+            aloneB.Step(1e-3 * 0.25);
+        }
+        Assert.True(a.Equals(a2), "the parameter at factor 1 differs");
+        Assert.True(b.Equals(b2), "the parameter at factor 0.25 differs from its own optimizer at lr × 0.25");
+        Assert.False(b.Equals(Param(b0)));
+        Assert.Throws<ArgumentException>(() => grouped.LearningRateFactors = [1.0]);
+        Assert.Throws<ArgumentException>(() => grouped.LearningRateFactors = [1.0, 0.0]);
+    }
+
     [Fact]
     public void MatchesTorchSharpAdamW()
     {
