@@ -101,6 +101,14 @@ Describe 'Start-DreamBoothTraining' {
             $model.Settings.StopTextEncoderTraining | Should -Be 1
             Test-Path (Join-Path $model.Path 'text_encoder/model.safetensors') | Should -BeTrue
         }
+        It '-EnableBucket trains each photo at its aspect-ratio bucket and says which' {
+            $m = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'buckets') -MaxTrainSteps 2 -EnableBucket `
+                -MinBucketResolution 32 -MaxBucketResolution 128 -BucketResolutionSteps 8 -Confirm:$false -Verbose 4>&1
+            ($m | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message | Should -Contain 'Aspect-ratio buckets (-EnableBucket): 72x56: 4 image(s).'
+            ($m | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Settings.EnableBucket | Should -BeTrue
+            $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'buckets2') -EnableBucket -TrainBatchSize 2 } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        }
         It '-Deterministic repeats a seeded run exactly and is recorded with it' {
             $a = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'det-a') -MaxTrainSteps 2 -Deterministic -Confirm:$false |
                 Where-Object { $_ -is [DreamBooth.DreamBoothModel] }

@@ -69,6 +69,26 @@ public static class ImageTransforms
         return image.Clone(x => x.Crop(new Rectangle(left, top, size, size)));
     }
 
+    /// <summary>The <paramref name="width"/>×<paramref name="height"/> rectangle at (top, left).</summary>
+    public static Image<Rgb24> Crop(Image<Rgb24> image, int top, int left, int width, int height)
+    {
+        if (top < 0 || left < 0 || top + height > image.Height || left + width > image.Width)
+            throw new ArgumentException($"A {width}x{height} crop at top {top}, left {left} does not fit a {image.Width}x{image.Height} image.");
+        return image.Clone(x => x.Crop(new Rectangle(left, top, width, height)));
+    }
+
+    /// <summary>
+    /// An aspect-ratio bucket's pipeline for one image: resize to <paramref name="resized"/> (PIL bilinear), optional
+    /// horizontal flip, crop the bucket's <paramref name="width"/>×<paramref name="height"/> at (top, left), normalise.
+    /// </summary>
+    public static Tensor BucketTransform(Image<Rgb24> image, (int Width, int Height) resized, int top, int left, int width, int height, bool flip)
+    {
+        using var scaled = PilBilinear.Resize(image, resized.Width, resized.Height);
+        using var flipped = flip ? FlipHorizontal(scaled) : null;
+        using var cropped = Crop(flipped ?? scaled, top, left, width, height);
+        return ToNormalizedTensor(cropped);
+    }
+
     public static Image<Rgb24> FlipHorizontal(Image<Rgb24> image) => image.Clone(x => x.Flip(FlipMode.Horizontal));
 
     /// <summary>torchvision <c>ToTensor()</c> then <c>Normalize([0.5], [0.5])</c>: [3, H, W] float32 in [−1, 1], same float ops.</summary>

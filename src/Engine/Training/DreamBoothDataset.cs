@@ -20,6 +20,8 @@ public sealed class DreamBoothDataset
     public int Resolution { get; }
     public bool CenterCrop { get; }
     public bool RandomFlip { get; }
+    /// <summary>kohya-ss' aspect-ratio buckets, or null: every image cropped to the resolution square, as diffusers.</summary>
+    public AspectRatioBuckets? Buckets { get; init; }
     public int Length => ClassImages.Count > 0 ? Math.Max(InstanceImages.Count, ClassImages.Count) : InstanceImages.Count;
 
     public DreamBoothDataset(IReadOnlyList<string> instanceImages, IReadOnlyList<string> classImages, int resolution, bool centerCrop, bool randomFlip,
@@ -37,14 +39,14 @@ public sealed class DreamBoothDataset
     /// diffusers does; each instance image's prompt from its caption file where <paramref name="captionExtension"/> is set.
     /// </summary>
     public static DreamBoothDataset FromFolders(string instanceDir, string? classDir, int numClassImages, int resolution, bool centerCrop, bool randomFlip,
-        string? instancePrompt = null, string? captionExtension = null)
+        string? instancePrompt = null, string? captionExtension = null, AspectRatioBuckets? buckets = null)
     {
         var instances = ImageFiles.List(instanceDir);
         if (instances.Count == 0)
             throw new ArgumentException($"Instance folder '{instanceDir}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
         var classes = classDir is null ? (IReadOnlyList<string>)Array.Empty<string>() : ImageFiles.List(classDir).Take(numClassImages).ToList();
         var prompts = instancePrompt is null ? null : InstanceCaptions.Read(instances, captionExtension, instancePrompt);
-        return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip, prompts);
+        return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip, prompts) { Buckets = buckets };
     }
 
     /// <summary>The prompt of item <paramref name="index"/>'s instance image; <paramref name="fallback"/> where the dataset has none.</summary>
@@ -61,26 +63,46 @@ public sealed class DreamBoothDataset
         return (inst, cls);
     }
 
-    /// <summary>The view's pixels, [3,R,R] in [-1,1].</summary>
+    /// <summary>The view's pixels, [3, height, width] in [-1,1] (the resolution square without buckets).</summary>
     public Tensor Load(ImageView view)
     {
         using var image = ImageLoader.LoadRgb(view.Path);
-        return ImageTransforms.DreamBoothTransform(image, Resolution, (view.Top, view.Left), view.Flip);
+        if (Buckets is null) return ImageTransforms.DreamBoothTransform(image, Resolution, (view.Top, view.Left), view.Flip);
+        var (resized, _) = Sizes(image.Width, image.Height);
+        return ImageTransforms.BucketTransform(image, resized, view.Top, view.Left, view.Width, view.Height, view.Flip);
     }
 
-    readonly Dictionary<string, (int Width, int Height)> _resizedSizes = new();
+    /// <summary>The bucket (width, height) each instance and class image trains at, in file order.</summary>
+    public IEnumerable<(int Width, int Height)> BucketsOfImages() =>
+        InstanceImages.Concat(ClassImages).Select(path => Measure(path).Crop);
+
+    readonly Dictionary<string, ((int Width, int Height) Resized, (int Width, int Height) Crop)> _sizes = new();
+
+    /// <summary>The size an image is resized to and the crop taken from it: a square, or its bucket.</summary>
+    ((int Width, int Height) Resized, (int Width, int Height) Crop) Sizes(int imageWidth, int imageHeight)
+    {
+        if (Buckets is null) return (ImageTransforms.ResizedSize(imageWidth, imageHeight, Resolution), (Resolution, Resolution));
+        var bucket = Buckets.Select(imageWidth, imageHeight);
+        return (AspectRatioBuckets.CoverSize(imageWidth, imageHeight, bucket), bucket);
+    }
+
+    ((int Width, int Height) Resized, (int Width, int Height) Crop) Measure(string path)
+    {
+        if (!_sizes.TryGetValue(path, out var sizes))
+        {
+            using var image = ImageLoader.LoadRgb(path);   // once per file: the size after EXIF orientation
+            _sizes[path] = sizes = Sizes(image.Width, image.Height);
+        }
+        return sizes;
+    }
 
     ImageView View(string path, Pcg32 random)
     {
-        if (!_resizedSizes.TryGetValue(path, out var size))
-        {
-            using var image = ImageLoader.LoadRgb(path);   // once per file: the size after EXIF orientation
-            _resizedSizes[path] = size = ImageTransforms.ResizedSize(image.Width, image.Height, Resolution);
-        }
-        var (w, h) = size;
-        (int Top, int Left) crop = CenterCrop ? ImageTransforms.CenterCropOffsets(h, w, Resolution)
-            : (random.NextInt(h - Resolution + 1), random.NextInt(w - Resolution + 1));
+        var ((w, h), (cw, ch)) = Measure(path);
+        (int Top, int Left) crop = CenterCrop
+            ? ((int)Math.Round((h - ch) / 2.0, MidpointRounding.ToEven), (int)Math.Round((w - cw) / 2.0, MidpointRounding.ToEven))   // torchvision's CenterCrop
+            : (random.NextInt(h - ch + 1), random.NextInt(w - cw + 1));
         bool flip = RandomFlip && random.NextDouble() < 0.5;
-        return new ImageView(path, crop.Top, crop.Left, flip);
+        return new ImageView(path, crop.Top, crop.Left, flip, cw, ch);
     }
 }

@@ -32,6 +32,15 @@ public sealed record DreamBoothOptions
     public int ClassImageSteps { get; init; } = 50;
     public int Resolution { get; init; } = 512;
     public bool CenterCrop { get; init; }
+    /// <summary>
+    /// kohya-ss' --enable_bucket: each image trains at the aspect-ratio bucket nearest its own (about Resolution² pixels,
+    /// sides in steps of <see cref="BucketResolutionSteps"/> between the minimum and maximum side), resized to cover it
+    /// and cropped, instead of cropped to a square (<see cref="AspectRatioBuckets"/>).
+    /// </summary>
+    public bool EnableBucket { get; init; }
+    public int MinBucketResolution { get; init; } = 256;
+    public int MaxBucketResolution { get; init; } = 1024;
+    public int BucketResolutionSteps { get; init; } = 64;
     public bool RandomFlip { get; init; }
     public int TrainBatchSize { get; init; } = 1;
     public int GradientAccumulationSteps { get; init; } = 1;
@@ -137,6 +146,15 @@ public sealed record DreamBoothOptions
         Range(ValidationSteps >= 1, nameof(ValidationSteps), ValidationSteps, "must be at least 1");
         Range(NumValidationImages >= 1, nameof(NumValidationImages), NumValidationImages, "must be at least 1");
         Range(SnrGamma is null or > 0, nameof(SnrGamma), SnrGamma!, "must be positive");
+        if (EnableBucket)
+        {
+            Range(BucketResolutionSteps > 0 && BucketResolutionSteps % 8 == 0, nameof(BucketResolutionSteps), BucketResolutionSteps, "must be a positive multiple of 8 (the VAE's downsampling)");
+            Range(MinBucketResolution > 0 && MinBucketResolution % BucketResolutionSteps == 0, nameof(MinBucketResolution), MinBucketResolution, $"must be a positive multiple of -BucketResolutionSteps ({BucketResolutionSteps})");
+            Range(MaxBucketResolution >= Math.Max(MinBucketResolution, Resolution) && MaxBucketResolution % BucketResolutionSteps == 0, nameof(MaxBucketResolution), MaxBucketResolution,
+                $"must be a multiple of -BucketResolutionSteps ({BucketResolutionSteps}) and at least -MinBucketResolution and -Resolution");
+            if (TrainBatchSize != 1)
+                throw new ArgumentException("-EnableBucket trains one image a step (-TrainBatchSize 1): images of different buckets cannot share a batch. Use -GradientAccumulationSteps for a larger effective batch.");
+        }
         Range(TextEncoderLearningRate is not double te || (te > 0 && double.IsFinite(te)), nameof(TextEncoderLearningRate), TextEncoderLearningRate!, "must be a positive number");
         Range(StopTextEncoderTraining is null or >= 1, nameof(StopTextEncoderTraining), StopTextEncoderTraining!, "must be at least 1 (without -TrainTextEncoder the text encoder does not train at all)");
         if ((TextEncoderLearningRate is not null || StopTextEncoderTraining is not null) && !TrainTextEncoder)

@@ -160,7 +160,11 @@ public sealed class DreamBoothTrainer : IDisposable
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
         LoadModels(resume?.Path);
         _dataset = DreamBoothDataset.FromFolders(_o.InstanceDataDirectory, _o.WithPriorPreservation ? _o.ClassDataDirectory : null,
-            _o.NumClassImages, _o.Resolution, _o.CenterCrop, _o.RandomFlip, _o.InstancePrompt, _o.CaptionExtension);
+            _o.NumClassImages, _o.Resolution, _o.CenterCrop, _o.RandomFlip, _o.InstancePrompt, _o.CaptionExtension,
+            _o.EnableBucket ? new AspectRatioBuckets(_o.Resolution, _o.MinBucketResolution, _o.MaxBucketResolution, _o.BucketResolutionSteps) : null);
+        if (_o.EnableBucket)
+            _events.Log?.Invoke("Aspect-ratio buckets (-EnableBucket): " + string.Join(", ", _dataset.BucketsOfImages().GroupBy(b => b)
+                .OrderByDescending(g => g.Count()).Select(g => $"{g.Key.Width}x{g.Key.Height}: {g.Count()} image(s)")) + ".");
         if (_o.CaptionExtension is not null)
         {
             int captioned = _dataset.InstancePrompts!.Count(p => p != _o.InstancePrompt);
@@ -359,6 +363,29 @@ public sealed class DreamBoothTrainer : IDisposable
         var prompts = indices.Select(i => _dataset.InstancePromptOf(i, _o.InstancePrompt))
             .Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", views.Count - planned.Count)).ToList();
 
+        Tensor total;
+        if (views.Select(v => (v.Width, v.Height)).Distinct().Count() == 1)
+            total = Loss(views, prompts, _o.WithPriorPreservation, _o.SnrGamma, generator);
+        else
+        {
+            // Aspect-ratio buckets: the instance and class images differ in size, so each gets its own forward; the loss
+            // is diffusers' instance + prior_loss_weight · prior (min-SNR weighting on the instance part only, as there).
+            int n = planned.Count;
+            var instance = Loss(views.Take(n).ToList(), prompts.Take(n).ToList(), false, _o.SnrGamma, generator);
+            var prior = Loss(views.Skip(n).ToList(), prompts.Skip(n).ToList(), false, null, generator);
+            total = instance + _o.PriorLossWeight * prior;
+        }
+        var loss = total / _o.GradientAccumulationSteps;
+        if (_scaler is not null) loss = _scaler.Scale(loss);
+        loss.backward();
+        GradientCheckpoint.ThrowPendingError();
+        _gradientOffload?.Collect();   // what the checkpointed blocks' callbacks did not take: parameters outside them
+        return total.item<float>();
+    }
+
+    /// <summary>The DreamBooth loss of views of one size: latents, noise, timesteps, text embeddings, UNet prediction.</summary>
+    Tensor Loss(IReadOnlyList<ImageView> views, IReadOnlyList<string> prompts, bool withPrior, double? snrGamma, torch.Generator generator)
+    {
         // Each view's latent distribution is encoded once (LatentCache); the sample is drawn fresh every step.
         Tensor latents;
         using (torch.no_grad())
@@ -379,23 +406,17 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.TrainTextEncoder)
             using (MixedPrecision.Autocast(compute))
             using (_textEncoderFrozen ? torch.no_grad() : null)
-                context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts).ToTensor().to(_device)).LastHiddenState;
+                context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts.ToList()).ToTensor().to(_device)).LastHiddenState;
         else
             context = torch.cat(prompts.Select(p => _promptEmbeddings![p]).ToArray(), 0);
 
         var unetDType = UnetDType;
-        var result = DreamBoothLoss.Compute((x, t, c) =>
+        return DreamBoothLoss.Compute((x, t, c) =>
             {
                 using var _ = MixedPrecision.Autocast(compute);
                 return unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType));
             }, _noiseScheduler, latents, noise, timesteps, context,
-            _o.WithPriorPreservation, _o.PriorLossWeight, _o.SnrGamma);
-        var loss = result.Loss / _o.GradientAccumulationSteps;
-        if (_scaler is not null) loss = _scaler.Scale(loss);
-        loss.backward();
-        GradientCheckpoint.ThrowPendingError();
-        _gradientOffload?.Collect();   // what the checkpointed blocks' callbacks did not take: parameters outside them
-        return result.Loss.item<float>();
+            withPrior, _o.PriorLossWeight, snrGamma).Loss;
     }
 
     /// <summary>

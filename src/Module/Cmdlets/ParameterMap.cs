@@ -19,6 +19,10 @@ public static class ParameterMap
         ["resolution"] = "Resolution",
         ["center_crop"] = "CenterCrop",
         ["random_flip"] = "RandomFlip",
+        ["enable_bucket"] = "EnableBucket",   // kohya-ss sd-scripts
+        ["min_bucket_reso"] = "MinBucketResolution",
+        ["max_bucket_reso"] = "MaxBucketResolution",
+        ["bucket_reso_steps"] = "BucketResolutionSteps",
         ["train_batch_size"] = "TrainBatchSize",
         ["gradient_accumulation_steps"] = "GradientAccumulationSteps",
         ["learning_rate"] = "LearningRate",

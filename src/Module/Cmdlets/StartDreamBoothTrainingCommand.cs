@@ -31,6 +31,11 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ValidateSet("auto", "no", "fp32", "fp16", "bf16")] public string? PriorGenerationPrecision { get; set; }
     [Parameter] public int Resolution { get; set; } = 512;
     [Parameter] public SwitchParameter CenterCrop { get; set; }
+    /// <summary>kohya-ss' --enable_bucket: each image trains at the aspect-ratio bucket nearest its own instead of a square crop.</summary>
+    [Parameter] public SwitchParameter EnableBucket { get; set; }
+    [Parameter] [Alias("MinBucketReso")] public int MinBucketResolution { get; set; } = 256;
+    [Parameter] [Alias("MaxBucketReso")] public int MaxBucketResolution { get; set; } = 1024;
+    [Parameter] [Alias("BucketResoSteps")] public int BucketResolutionSteps { get; set; } = 64;
     [Parameter] public SwitchParameter RandomFlip { get; set; }
     [Parameter, ValidateRange(1, 1024)] public int TrainBatchSize { get; set; } = 1;
     [Parameter, ValidateRange(1, 1024)] public int GradientAccumulationSteps { get; set; } = 1;
@@ -119,6 +124,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
             WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
             SampleBatchSize = SampleBatchSize, PriorGenerationPrecision = PriorGenerationPrecision, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,
+            EnableBucket = EnableBucket, MinBucketResolution = MinBucketResolution, MaxBucketResolution = MaxBucketResolution, BucketResolutionSteps = BucketResolutionSteps,
             TrainBatchSize = TrainBatchSize, GradientAccumulationSteps = GradientAccumulationSteps, LearningRate = LearningRate,
             ScaleLearningRate = ScaleLearningRate, LearningRateScheduler = LearningRateScheduler,
             LearningRateWarmupSteps = LearningRateWarmupSteps, LearningRateNumCycles = LearningRateNumCycles,
