@@ -77,6 +77,17 @@ public sealed record DreamBoothOptions
     public string ValidationScheduler { get; init; } = "DPMSolverMultistepScheduler";
     public int ValidationInferenceSteps { get; init; } = 25;
     public bool OffsetNoise { get; init; }
+    /// <summary>
+    /// kohya-ss' --noise_offset: noise += this · N(0,1) per sample and channel (diffusers' --offset_noise is this at 0.1).
+    /// Null: 0.1 with <see cref="OffsetNoise"/>, else none.
+    /// </summary>
+    public double? NoiseOffset { get; init; }
+    [JsonIgnore] public double EffectiveNoiseOffset => NoiseOffset ?? (OffsetNoise ? 0.1 : 0);
+    /// <summary>
+    /// Train on the text encoder's output this many layers before its last, final layer norm applied (diffusers'
+    /// clip_skip, as Invoke-DreamBoothInference -ClipSkip: 1 = the penultimate layer, kohya-ss' --clip_skip 2). 0: the last.
+    /// </summary>
+    public int ClipSkip { get; init; }
     public double? SnrGamma { get; init; }
     public required string OutputDirectory { get; init; }
     /// <summary>
@@ -155,6 +166,8 @@ public sealed record DreamBoothOptions
             if (TrainBatchSize != 1)
                 throw new ArgumentException("-EnableBucket trains one image a step (-TrainBatchSize 1): images of different buckets cannot share a batch. Use -GradientAccumulationSteps for a larger effective batch.");
         }
+        Range(NoiseOffset is not double no || (no >= 0 && double.IsFinite(no)), nameof(NoiseOffset), NoiseOffset!, "cannot be negative");
+        Range(ClipSkip >= 0, nameof(ClipSkip), ClipSkip, "cannot be negative");
         Range(TextEncoderLearningRate is not double te || (te > 0 && double.IsFinite(te)), nameof(TextEncoderLearningRate), TextEncoderLearningRate!, "must be a positive number");
         Range(StopTextEncoderTraining is null or >= 1, nameof(StopTextEncoderTraining), StopTextEncoderTraining!, "must be at least 1 (without -TrainTextEncoder the text encoder does not train at all)");
         if ((TextEncoderLearningRate is not null || StopTextEncoderTraining is not null) && !TrainTextEncoder)

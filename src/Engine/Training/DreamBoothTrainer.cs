@@ -110,6 +110,12 @@ public sealed class DreamBoothTrainer : IDisposable
         DiffusersPipelineFolder.ResolveWeightsIn(source.UnetDirectory ?? folder.ComponentDirectory("unet"));
         DiffusersPipelineFolder.ResolveWeightsIn(source.TextEncoderDirectory ?? folder.ComponentDirectory("text_encoder"));
         folder.ResolveWeights("vae");
+        if (o.ClipSkip > 0)
+        {
+            int layers = Models.TextEncoders.ClipTextConfig.Load(Path.Combine(source.TextEncoderDirectory ?? folder.ComponentDirectory("text_encoder"), "config.json")).NumHiddenLayers;
+            if (o.ClipSkip >= layers)
+                throw new ArgumentOutOfRangeException(nameof(o.ClipSkip), o.ClipSkip, $"-ClipSkip must be less than the text encoder's {layers} layers (1 = the penultimate layer).");
+        }
         // What the weights, gradients and optimizer state alone take must fit, or Linux's OOM killer ends the process later.
         TrainingMemoryEstimate.EnsureFits(o, source, DeviceSelection.Parse(o.Device).type == DeviceType.CPU, HostMemory.AvailableBytes());
         if (!Directory.Exists(o.InstanceDataDirectory))
@@ -392,8 +398,8 @@ public sealed class DreamBoothTrainer : IDisposable
         using (var dist = _latentCache.Batch(views, _dataset.Load))
             latents = (dist.Sample(generator) * _vae.ScalingFactor).to(ScalarType.Float32);
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
-        if (_o.OffsetNoise)
-            noise = noise + 0.1 * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
+        if (_o.EffectiveNoiseOffset > 0)
+            noise = noise + _o.EffectiveNoiseOffset * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
         var timesteps = torch.randint(0, _noiseScheduler.Config.NumTrainTimesteps, new[] { latents.shape[0] }, dtype: ScalarType.Int64, generator: generator).to(_device);
 
         // Autocast equivalent for the trained models' forward (accelerate wraps both the UNet's and a trained text
@@ -406,7 +412,7 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.TrainTextEncoder)
             using (MixedPrecision.Autocast(compute))
             using (_textEncoderFrozen ? torch.no_grad() : null)
-                context = _textEncoder.Forward(_tokenizer.EncodeBatch(prompts.ToList()).ToTensor().to(_device)).LastHiddenState;
+                context = EncodePrompts(_tokenizer.EncodeBatch(prompts.ToList()).ToTensor().to(_device));
         else
             context = torch.cat(prompts.Select(p => _promptEmbeddings![p]).ToArray(), 0);
 
@@ -418,6 +424,9 @@ public sealed class DreamBoothTrainer : IDisposable
             }, _noiseScheduler, latents, noise, timesteps, context,
             withPrior, _o.PriorLossWeight, snrGamma).Loss;
     }
+
+    /// <summary>The text encoder's output the UNet is conditioned on: its last layer's, or -ClipSkip layers before.</summary>
+    Tensor EncodePrompts(Tensor ids) => _o.ClipSkip > 0 ? _textEncoder.EncodeForDiffusion(ids, _o.ClipSkip) : _textEncoder.Forward(ids).LastHiddenState;
 
     /// <summary>
     /// -StopTextEncoderTraining: once that many optimizer steps are done (also when a resume starts past them), the
@@ -520,7 +529,7 @@ public sealed class DreamBoothTrainer : IDisposable
             {
                 using var scope = torch.NewDisposeScope();
                 var ids = _tokenizer.EncodeBatch(new[] { prompt }).ToTensor().to(_device);
-                _promptEmbeddings[prompt] = _textEncoder.Forward(ids).LastHiddenState.to(ScalarType.Float32).DetachFromDisposeScope();
+                _promptEmbeddings[prompt] = EncodePrompts(ids).to(ScalarType.Float32).DetachFromDisposeScope();
             }
         if (!_o.HasValidation)
         {
@@ -607,7 +616,7 @@ public sealed class DreamBoothTrainer : IDisposable
             var options = new TextToImageOptions
             {
                 Prompts = _o.ValidationPrompts, ImagesPerPrompt = _o.NumValidationImages, Steps = _o.ValidationInferenceSteps,
-                Scheduler = _o.ValidationScheduler, Seed = _o.Seed, Width = _o.Resolution, Height = _o.Resolution,
+                Scheduler = _o.ValidationScheduler, Seed = _o.Seed, Width = _o.Resolution, Height = _o.Resolution, ClipSkip = _o.ClipSkip,
             };
             // The pipeline wraps the training modules: it must not dispose them, so it is not disposed.
             pipeline.Generate(options, null, cancellation, img =>

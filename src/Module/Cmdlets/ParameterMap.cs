@@ -50,6 +50,7 @@ public static class ParameterMap
         ["validation_steps"] = "ValidationSteps",
         ["validation_scheduler"] = "ValidationScheduler",
         ["offset_noise"] = "OffsetNoise",
+        ["noise_offset"] = "NoiseOffset",   // kohya-ss (its clip_skip counts from 1 = the last layer, so it is not mapped: -ClipSkip is diffusers')
         ["snr_gamma"] = "SnrGamma",
         ["output_dir"] = "OutputDirectory",
         ["report_to"] = "ReportTo",

@@ -68,6 +68,10 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ValidateRange(1, int.MaxValue)] public int ValidationSteps { get; set; } = 100;
     [Parameter, ArgumentCompleter(typeof(SchedulerNameCompleter))] public string ValidationScheduler { get; set; } = "DPMSolverMultistepScheduler";
     [Parameter] public SwitchParameter OffsetNoise { get; set; }
+    /// <summary>kohya-ss' --noise_offset: the offset noise's amount (-OffsetNoise is 0.1).</summary>
+    [Parameter, ValidateRange(0.0, 1.0)] public double? NoiseOffset { get; set; }
+    /// <summary>Condition on the text encoder's output this many layers before the last (as Invoke-DreamBoothInference -ClipSkip).</summary>
+    [Parameter, ValidateRange(0, 1000)] public int ClipSkip { get; set; }
     [Parameter] public double? SnrGamma { get; set; }
     [Parameter] [Alias("OutputDir")] public string? OutputDirectory { get; set; }
     /// <summary>diffusers' --report_to: each step's loss and learning rate (and validation images) as a TensorBoard event file and a CSV file.</summary>
@@ -134,7 +138,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             AdamEpsilon = AdamEpsilon, MaxGradNorm = MaxGradNorm, Seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue),
             CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
-            ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, SnrGamma = SnrGamma,
+            ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,
             LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,
             Device = Device, MixedPrecision = MixedPrecision,
