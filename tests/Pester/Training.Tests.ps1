@@ -209,6 +209,14 @@ Describe 'Start-DreamBoothTraining' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $ro 'x') } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'PermissionDenied'
         }
+        It '-WhatIf checks everything and creates nothing' {
+            $out3 = Join-Path $work 'whatif/out'
+            $r = Start-DreamBoothTraining @base -OutputDirectory $out3 -WhatIf
+            $r | Should -BeNullOrEmpty
+            Test-Path (Join-Path $work 'whatif') | Should -BeFalse
+            $e = { Start-DreamBoothTraining @base -OutputDirectory $out3 -Resolution 65 -WhatIf } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        }
         It 'an output path under a file (cannot be created)' {
             $file = Join-Path $work 'a-file'; Set-Content $file 'x'
             $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $file 'out') } | Should -Throw -PassThru

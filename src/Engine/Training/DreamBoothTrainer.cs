@@ -128,25 +128,10 @@ public sealed class DreamBoothTrainer : IDisposable
         foreach (var f in instances) ImageLoader.LoadRgb(f).Dispose();
         if (o.WithPriorPreservation && Directory.Exists(o.ClassDataDirectory!))
             foreach (var f in ImageFiles.List(o.ClassDataDirectory!).Take(o.NumClassImages)) ImageLoader.LoadRgb(f).Dispose();
-        try
-        {
-            Directory.CreateDirectory(o.OutputDirectory);
-            var probe = Path.Combine(o.OutputDirectory, ".write-test-" + Guid.NewGuid().ToString("N"));
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new UnauthorizedAccessException($"Cannot write to output folder '{o.OutputDirectory}': {e.Message} Choose a folder you can write to.", e);
-        }
+        // Checked without creating anything (Start-DreamBoothTraining -WhatIf runs Preflight too); the run creates them.
+        EnsureCanWrite(o.OutputDirectory, $"Cannot write to output folder '{o.OutputDirectory}'", "Choose a folder you can write to.");
         if (TrainingTrackers.DirectoryFor(o) is string logs)
-        {
-            try { Directory.CreateDirectory(logs); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new UnauthorizedAccessException($"Cannot create the logging folder '{logs}': {e.Message} Choose another -LoggingDirectory, or -ReportTo none.", e);
-            }
-        }
+            EnsureCanWrite(logs, $"Cannot create the logging folder '{logs}'", "Choose another -LoggingDirectory, or -ReportTo none.");
         if (!resuming && CheckpointStore.List(o.OutputDirectory).Count > 0)
             throw new InvalidOperationException($"'{o.OutputDirectory}' already holds checkpoints of a run. Continue it with Resume-DreamBoothTraining -Path '{o.OutputDirectory}', or choose another -OutputDirectory.");
     }
@@ -427,6 +412,31 @@ public sealed class DreamBoothTrainer : IDisposable
 
     /// <summary>The text encoder's output the UNet is conditioned on: its last layer's, or -ClipSkip layers before.</summary>
     Tensor EncodePrompts(Tensor ids) => _o.ClipSkip > 0 ? _textEncoder.EncodeForDiffusion(ids, _o.ClipSkip) : _textEncoder.Forward(ids).LastHiddenState;
+
+    /// <summary>
+    /// Whether <paramref name="folder"/> can be written, or created: a file is written and deleted in it, or in its
+    /// nearest existing parent, so nothing is left behind. Throws UnauthorizedAccessException with what to do.
+    /// </summary>
+    static void EnsureCanWrite(string folder, string problem, string fix)
+    {
+        var full = Path.GetFullPath(folder);
+        var existing = full;
+        while (!Directory.Exists(existing))
+        {
+            if (File.Exists(existing)) throw new UnauthorizedAccessException($"{problem}: '{existing}' is a file. {fix}");
+            existing = Path.GetDirectoryName(existing) ?? throw new UnauthorizedAccessException($"{problem}: no part of the path exists. {fix}");
+        }
+        try
+        {
+            var probe = Path.Combine(existing, ".write-test-" + Guid.NewGuid().ToString("N"));
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UnauthorizedAccessException($"{problem}: {e.Message} {fix}", e);
+        }
+    }
 
     /// <summary>
     /// -StopTextEncoderTraining: once that many optimizer steps are done (also when a resume starts past them), the
