@@ -112,6 +112,12 @@ Describe 'Invoke-DreamBoothInference' {
         $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
         $r.CompletionMatches.CompletionText | Should -Contain "'dpm++2m'"   # quoted: + is special in PowerShell
     }
+    It 'completes -Device names on the cmdlets that take one' {
+        foreach ($cmd in 'Invoke-DreamBoothInference', 'New-DreamBoothClassImage', 'Start-DreamBoothTraining') {
+            $line = "$cmd -Device cu"
+            (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Contain 'cuda:0' -Because $cmd
+        }
+    }
 
     # Stop() on a pipeline in a second runspace of this process, as a host's Ctrl+C does.
     It 'stops cleanly on Ctrl+C and the runspace stays usable' {

@@ -66,6 +66,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
 
     /// <summary>auto (CUDA when present), cpu, cuda or cuda:N.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(DeviceNameCompleter))]
     public string Device { get; set; } = "auto";
 
     /// <summary>auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16.</summary>

@@ -49,7 +49,7 @@ public sealed class NewDreamBoothClassImageCommand : DreamBoothCmdlet
     [Parameter] public int? Width { get; set; }
     [Parameter] public int? Height { get; set; }
     [Parameter, ArgumentCompleter(typeof(SchedulerNameCompleter))] public string? Scheduler { get; set; }
-    [Parameter] public string Device { get; set; } = "auto";
+    [Parameter, ArgumentCompleter(typeof(DeviceNameCompleter))] public string Device { get; set; } = "auto";
     [Parameter, ValidateSet("auto", "fp32", "fp16", "bf16")] public string Precision { get; set; } = "auto";
 
     /// <summary>The guide's memory recipe: 8GB generates one image at a time in fp16 (explicit -BatchSize / -Precision win); 16GB and 12GB change nothing here.</summary>

@@ -78,7 +78,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ValidateSet("all", "tensorboard", "csv", "none")] public string ReportTo { get; set; } = "all";
     /// <summary>diffusers' --logging_dir: the logs' folder, relative to -OutputDirectory unless absolute.</summary>
     [Parameter] [Alias("LoggingDir")] [ValidateNotNullOrEmpty] public string LoggingDirectory { get; set; } = "logs";
-    [Parameter] public string Device { get; set; } = "auto";
+    [Parameter, ArgumentCompleter(typeof(DeviceNameCompleter))] public string Device { get; set; } = "auto";
     [Parameter, ValidateSet("no", "fp16", "bf16")] public string MixedPrecision { get; set; } = "no";
     [Parameter] public SwitchParameter GradientCheckpointing { get; set; }
     [Parameter] public SwitchParameter SelectiveCheckpointing { get; set; }
