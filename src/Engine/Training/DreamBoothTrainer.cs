@@ -51,9 +51,9 @@ public sealed class DreamBoothTrainer : IDisposable
     // Run state: everything a checkpoint must hold to continue bit-identically.
     TrainingState _state = null!;
     TrainingState? _lastSync;
-    TrainingTrackers? _trackers;
+    TrainingTrackers? _trackers;   // the run's loss log and TensorBoard events (--report_to)
     bool[] _isTextEncoderParameter = Array.Empty<bool>();   // per trainable parameter, in optimizer order
-    bool _textEncoderFrozen;   // -StopTextEncoderTraining reached   // the run's loss log and TensorBoard events (--report_to)
+    bool _textEncoderFrozen;   // -StopTextEncoderTraining reached
 
     DreamBoothTrainer(DreamBoothOptions options, TrainingEvents events)
     {
