@@ -34,6 +34,11 @@ $run = Start-DreamBoothTraining -Model $Model `
 $run | Format-Table -AutoSize @{ n = 'Type'; e = { $_.GetType().Name } }, Path, @{ n = 'Step'; e = { if ($_.Step) { $_.Step } else { $_.Steps } } }
 $trained = $run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
 
+Write-Host "== The run's loss per step (also a TensorBoard event file: tensorboard --logdir $($trained.Path)/logs)" -ForegroundColor Cyan
+Import-Csv (Join-Path $trained.LogDirectory 'training_log.csv') | Format-Table -AutoSize step, epoch, loss, lr
+Write-Host "== Its checkpoints (Get-DreamBoothCheckpoint; pipe one into Resume-DreamBoothTraining to go on)" -ForegroundColor Cyan
+Get-DreamBoothCheckpoint $output | Format-Table -AutoSize
+
 Write-Host "== Inference from the trained model" -ForegroundColor Cyan
 $images = $trained | Invoke-DreamBoothInference -Prompt 'a photo of sks toy in a garden', 'a photo of sks toy on a table' `
     -Steps 10 -Seed 7 -Scheduler 'dpm++2m' -OutputDirectory (Join-Path $WorkDirectory 'images')
