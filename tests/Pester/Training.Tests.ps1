@@ -209,6 +209,10 @@ Describe 'Start-DreamBoothTraining' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $ro 'x') } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'PermissionDenied'
         }
+        It '-MemoryProfile Auto turns nothing on for the CPU, and says so' {
+            $null = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'auto') -MemoryProfile Auto -Device cpu -WhatIf -InformationVariable info
+            ($info | Out-String) | Should -Match '-MemoryProfile Auto: no recipe: training runs on cpu'
+        }
         It '-WhatIf checks everything and creates nothing' {
             $out3 = Join-Path $work 'whatif/out'
             $r = Start-DreamBoothTraining @base -OutputDirectory $out3 -WhatIf

@@ -11,6 +11,32 @@ public static class MemoryProfiles
     public static IReadOnlyList<string> Names { get; } = new[] { "16GB", "12GB", "8GB" };
 
     /// <summary>
+    /// -MemoryProfile Auto: the recipe for a GPU of <paramref name="totalBytes"/> (what the driver reports; a "16 GB"
+    /// card reports a little under 16 GiB), sized by the SD-1.4 peaks at 512 px measured on a GPU (docs/benchmarks.md:
+    /// plain fp32 17.6 GB, 16GB 11.3 GB, 12GB 11.7 GB, 8GB 5.1 GB): none from 20 GiB, 16GB from 14, 12GB from 10.5,
+    /// else 8GB. Null (no recipe) on the CPU, where nothing is known (null bytes) or the card is large.
+    /// </summary>
+    /// <summary>-MemoryProfile Auto for a -Device name: the recipe (or null) and a line that says why.</summary>
+    public static (string? Profile, string Reason) ForDevice(string device)
+    {
+        var d = DeviceSelection.Parse(device);
+        long? total = d.type == TorchSharp.DeviceType.CUDA ? Nvml.Driver?.DeviceMemory(Math.Max(0, (int)d.index))?.Total : null;
+        var chosen = ForDeviceMemory(total);
+        return (chosen, total is long t
+            ? $"-MemoryProfile Auto: {chosen ?? "no recipe"} for {d} ({t / 1073741824.0:F1} GB)."
+            : $"-MemoryProfile Auto: no recipe: training runs on {d}, not on a GPU whose memory the recipes are about.");
+    }
+
+    public static string? ForDeviceMemory(long? totalBytes) => totalBytes switch
+    {
+        null => null,
+        >= 20L << 30 => null,
+        >= 14L << 30 => "16GB",
+        >= 21L << 29 => "12GB",   // 10.5 GiB
+        _ => "8GB",
+    };
+
+    /// <summary>
     /// Returns <paramref name="options"/> with the profile's flags set, and one line per flag saying what it turned on
     /// (flags already on are listed too, marked as such). Throws ArgumentException for an unknown profile.
     /// </summary>

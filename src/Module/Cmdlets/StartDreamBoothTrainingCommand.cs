@@ -106,7 +106,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     /// The diffusers guide's memory recipe for a GPU of this size (16GB, 12GB, 8GB): turns on its flags and says which;
     /// -MixedPrecision and -SampleBatchSize given on the command line win.
     /// </summary>
-    [Parameter, ValidateSet("16GB", "12GB", "8GB")] public string? MemoryProfile { get; set; }
+    [Parameter, ValidateSet("16GB", "12GB", "8GB", "Auto")] public string? MemoryProfile { get; set; }
 
     /// <summary>Never download a Hub model: use the Hugging Face cache only (as HF_HUB_OFFLINE=1).</summary>
     [Parameter] public SwitchParameter Offline { get; set; }
@@ -146,11 +146,21 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32, Deterministic = Deterministic,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,
         };
-        if (MemoryProfile is not null) options = ApplyMemoryProfile(options, MemoryProfile);
+        if (MemoryProfile is not null && ResolveMemoryProfile(MemoryProfile, options.Device) is string profile) options = ApplyMemoryProfile(options, profile);
         try { DreamBoothTrainer.Preflight(options); }
         catch (Exception e) { ThrowEngineError(e, options, "InvalidTrainingInput"); }
         if (!ShouldProcess(options.OutputDirectory, $"Train DreamBooth on '{options.InstanceDataDirectory}' from '{options.Model}'")) return;
         RunTraining((events, token) => DreamBoothTrainer.Train(options, events, token));
+    }
+
+    /// <summary>-MemoryProfile Auto: the recipe for the training GPU's memory as its driver reports it; none on the CPU or a large card.</summary>
+    string? ResolveMemoryProfile(string profile, string device)
+    {
+        if (!profile.Equals("Auto", StringComparison.OrdinalIgnoreCase)) return profile;
+        var (chosen, said) = MemoryProfiles.ForDevice(device);
+        WriteVerbose(said);
+        WriteInformation(new HostInformationMessage { Message = said }, new[] { "DreamBooth", "MemoryProfile" });
+        return chosen;
     }
 
     // -MemoryProfile (memory recipes): explicit -MixedPrecision / -SampleBatchSize stay as given.
