@@ -44,6 +44,15 @@ Describe 'Module' {
         }
     }
 
+    It 'says how much host memory is available (what CPU runs are checked against)' {
+        $env = Get-DreamBoothEnvironment
+        $env.AvailableMemoryGB | Should -BeGreaterThan 0
+        if ($IsLinux) {
+            $kb = [long]((Select-String -Path /proc/meminfo -Pattern '^MemTotal:\s+(\d+)').Matches[0].Groups[1].Value)
+            $swap = [long]((Select-String -Path /proc/meminfo -Pattern '^SwapTotal:\s+(\d+)').Matches[0].Groups[1].Value)
+            $env.AvailableMemoryGB | Should -BeLessOrEqual ([math]::Round(($kb + $swap) / 1MB, 1) + 0.1)
+        }
+    }
     It 'says that -Deterministic works with the loaded libtorch' {
         (Get-DreamBoothEnvironment).DeterministicAlgorithms | Should -BeLike 'available (-Deterministic turns it on for a run*'
     }

@@ -101,6 +101,11 @@ Describe 'Invoke-DreamBoothInference' {
             $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
             $e.Exception.Message | Should -Match 'dpm\+\+2m|DPMSolverMultistep'
         }
+        It 'a -ClipSkip beyond the text encoder''s layers is InvalidArgument, naming its layer count' {
+            $e = { Invoke-DreamBoothInference @common -Prompt x -ClipSkip 40 } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $e.Exception.Message | Should -Match 'number of layers \(5\)'
+        }
         It '0 steps fails parameter validation' {
             $e = { Invoke-DreamBoothInference @common -Prompt x -Steps 0 } | Should -Throw -PassThru
             $e.FullyQualifiedErrorId | Should -BeLike 'ParameterArgumentValidationError*'

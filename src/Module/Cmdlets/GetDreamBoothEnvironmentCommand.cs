@@ -41,6 +41,7 @@ public sealed class GetDreamBoothEnvironmentCommand : DreamBoothCmdlet
             CudaAllocator = DreamBooth.Engine.CudaAllocatorPolicy.Description,
             CpuMatrixLibrary = DreamBooth.Engine.MklCodePathPolicy.Description,
             DeterministicAlgorithms = DreamBooth.Engine.DeterministicAlgorithms.Availability,
+            AvailableMemoryGB = HostMemory.AvailableBytes() is long available ? Math.Round(available / 1073741824.0, 1) : null,
             CpuFp16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.Float16), 1),
             CpuBf16Slowdown = Math.Round(LowPrecisionOnCpu.Slowdown(TorchSharp.torch.ScalarType.BFloat16), 1),
             CpuFp16Emulated = LowPrecisionOnCpu.Emulates(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float16),

@@ -58,7 +58,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     public string? Scheduler { get; set; }
 
     [Parameter]
-    [ValidateRange(0, 12)]
+    [ValidateRange(0, 1000)]   // the engine checks it against the text encoder's own layer count (12 in SD 1.x, 23 in SD 2.x)
     public int ClipSkip { get; set; }
 
     [Parameter]

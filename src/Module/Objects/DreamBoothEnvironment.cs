@@ -30,6 +30,12 @@ public sealed class DreamBoothEnvironment
     public string? CudaAllocator { get; init; }
     /// <summary>Which code path MKL runs libtorch's CPU matrix products on (its AVX2 path on non-Intel CPUs: set on import), or the user's MKL_CBWR.</summary>
     public string? CpuMatrixLibrary { get; init; }
+    /// <summary>
+    /// Host memory new allocations can still get (Linux: MemAvailable plus free swap, within the process's cgroup
+    /// limits; Windows: the commit charge left), in GiB: what a CPU run's weights, gradients and optimizer state are
+    /// checked against before it starts. Null where the OS does not say.
+    /// </summary>
+    public double? AvailableMemoryGB { get; init; }
     /// <summary>Whether -Deterministic (libtorch's deterministic algorithms) works with the loaded libtorch.</summary>
     public string? DeterministicAlgorithms { get; init; }
     /// <summary>
