@@ -42,6 +42,16 @@ public static class Fixtures
         return f.ReadAll();
     }
 
+    /// <summary>The toy photos the examples and the trainer tests use as instance images (96×80 PNGs).</summary>
+    public static string InstanceImages => Path.Combine(Root, "..", "..", "examples", "data", "sks-toy");
+
+    /// <summary>A model component's weights as a pipeline folder or checkpoint holds them (unet, text_encoder).</summary>
+    public static Dictionary<string, Tensor> ComponentWeights(string folder, string component)
+    {
+        using var f = SafetensorsFile.Open(Path.Combine(folder, component, component == "text_encoder" ? "model.safetensors" : "diffusion_pytorch_model.safetensors"));
+        return f.ReadAll();
+    }
+
     /// <summary>‖a−b‖/‖b‖ in float64.</summary>
     public static double RelativeError(Tensor actual, Tensor expected)
     {

@@ -10,17 +10,14 @@ public class ConditioningOptionsTests : IDisposable
     readonly string _root = Directory.CreateTempSubdirectory("db-cond-").FullName;
     public void Dispose() { try { Directory.Delete(_root, true); } catch { } }
 
-    static string InstanceImages => Path.Combine(Fixtures.Root, "..", "..", "examples", "data", "sks-toy");
-
     DreamBoothOptions Options(string output, int steps) => new()
     {
-        Model = Fixtures.TinySd, InstanceDataDirectory = InstanceImages, InstancePrompt = "a photo of sks toy",
+        Model = Fixtures.TinySd, InstanceDataDirectory = Fixtures.InstanceImages, InstancePrompt = "a photo of sks toy",
         Resolution = 64, LearningRate = 1e-4, MaxTrainSteps = steps, CheckpointingSteps = 100, Seed = 9,
         OutputDirectory = Path.Combine(_root, output), Device = "cpu",
     };
 
-    static Dictionary<string, Tensor> Load(string folder, string component) =>
-        SafetensorsFile.Open(Path.Combine(folder, component, component == "unet" ? "diffusion_pytorch_model.safetensors" : "model.safetensors")).ReadAll();
+    static Dictionary<string, Tensor> Load(string folder, string component) => Fixtures.ComponentWeights(folder, component);
 
     static string Run(DreamBoothOptions o) => DreamBoothTrainer.Train(o, new TrainingEvents(), CancellationToken.None).OutputDirectory;
 
@@ -41,7 +38,7 @@ public class ConditioningOptionsTests : IDisposable
         // With the text encoder trained and clip skip 1, its last layer is not run: no gradient, no update, no decay.
         var dir = Run(Options("skip", 2) with { ClipSkip = 1, TrainTextEncoder = true });
         var trained = Load(dir, "text_encoder");
-        var base0 = SafetensorsFile.Open(Path.Combine(Fixtures.TinySd, "text_encoder", "model.safetensors")).ReadAll();
+        var base0 = Fixtures.ComponentWeights(Fixtures.TinySd, "text_encoder");
         int layers = DreamBooth.Engine.Models.TextEncoders.ClipTextConfig.Load(Path.Combine(Fixtures.TinySd, "text_encoder", "config.json")).NumHiddenLayers;
         var last = $"text_model.encoder.layers.{layers - 1}.";
         Assert.All(trained.Where(kv => kv.Key.StartsWith(last)), kv => Assert.True(kv.Value.Equals(base0[kv.Key]), kv.Key));

@@ -16,11 +16,9 @@ public class DreamBoothTrainerTests : IDisposable
     public DreamBoothTrainerTests(ITestOutputHelper output) => _out = output;
     public void Dispose() { try { Directory.Delete(_root, true); } catch { } }
 
-    static string InstanceImages => Path.Combine(Fixtures.Root, "..", "..", "examples", "data", "sks-toy");
-
     DreamBoothOptions Options(string output, int steps) => new()
     {
-        Model = Fixtures.TinySd, InstanceDataDirectory = InstanceImages, InstancePrompt = "a photo of sks toy",
+        Model = Fixtures.TinySd, InstanceDataDirectory = Fixtures.InstanceImages, InstancePrompt = "a photo of sks toy",
         WithPriorPreservation = true, ClassDataDirectory = Path.Combine(_root, "class"), ClassPrompt = "a photo of toy",
         NumClassImages = 3, SampleBatchSize = 2, ClassImageSteps = 3,
         Resolution = 64, RandomFlip = true, TrainBatchSize = 2, GradientAccumulationSteps = 1, LearningRate = 1e-4,

@@ -13,17 +13,14 @@ public class TextEncoderScheduleTests : IDisposable
     readonly string _root = Directory.CreateTempSubdirectory("db-te-").FullName;
     public void Dispose() { try { Directory.Delete(_root, true); } catch { } }
 
-    static string InstanceImages => Path.Combine(Fixtures.Root, "..", "..", "examples", "data", "sks-toy");
-
     DreamBoothOptions Options(string output, int steps) => new()
     {
-        Model = Fixtures.TinySd, InstanceDataDirectory = InstanceImages, InstancePrompt = "a photo of sks toy",
+        Model = Fixtures.TinySd, InstanceDataDirectory = Fixtures.InstanceImages, InstancePrompt = "a photo of sks toy",
         Resolution = 64, TrainBatchSize = 1, LearningRate = 1e-4, MaxTrainSteps = steps, CheckpointingSteps = 2, Seed = 5,
         TrainTextEncoder = true, OutputDirectory = Path.Combine(_root, output), Device = "cpu",
     };
 
-    static Dictionary<string, Tensor> Load(string folder, string component) =>
-        SafetensorsFile.Open(Path.Combine(folder, component, component == "unet" ? "diffusion_pytorch_model.safetensors" : "model.safetensors")).ReadAll();
+    static Dictionary<string, Tensor> Load(string folder, string component) => Fixtures.ComponentWeights(folder, component);
 
     static bool Same(Dictionary<string, Tensor> a, Dictionary<string, Tensor> b) => a.All(kv => kv.Value.Equals(b[kv.Key]));
 
@@ -38,7 +35,7 @@ public class TextEncoderScheduleTests : IDisposable
 
         // AdamW's first step moves each weight by lr × (decay term + m̂/(√v̂+ε)), the bracket the same in both runs:
         // twice the rate, twice the move (to the rounding of weights near 1).
-        var base0 = SafetensorsFile.Open(Path.Combine(Fixtures.TinySd, "text_encoder", "model.safetensors")).ReadAll();
+        var base0 = Fixtures.ComponentWeights(Fixtures.TinySd, "text_encoder");
         var one = Load(plain, "text_encoder"); var two = Load(twice, "text_encoder");
         double largest = 0, worst = 0;
         foreach (var (name, w0) in base0)
@@ -64,7 +61,7 @@ public class TextEncoderScheduleTests : IDisposable
         // checkpoint-2 holds the text encoder after its last update.
         var atStop = Path.Combine(full, "checkpoint-2");
         Assert.True(Same(Load(atStop, "text_encoder"), Load(full, "text_encoder")), "the text encoder changed after its stop");
-        Assert.False(Same(Load(atStop, "text_encoder"), SafetensorsFile.Open(Path.Combine(Fixtures.TinySd, "text_encoder", "model.safetensors")).ReadAll()));
+        Assert.False(Same(Load(atStop, "text_encoder"), Fixtures.ComponentWeights(Fixtures.TinySd, "text_encoder")));
         Assert.False(Same(Load(atStop, "unet"), Load(full, "unet")), "the UNet stopped too");
 
         // Two steps, then a resume to four (which starts past the stop): the same weights as the run in one go.

@@ -15,11 +15,9 @@ public class TrainingTrackersTests : IDisposable
     readonly string _root = Directory.CreateTempSubdirectory("db-trackers-").FullName;
     public void Dispose() { try { Directory.Delete(_root, true); } catch { } }
 
-    static string InstanceImages => Path.Combine(Fixtures.Root, "..", "..", "examples", "data", "sks-toy");
-
     DreamBoothOptions Options(string output, int steps) => new()
     {
-        Model = Fixtures.TinySd, InstanceDataDirectory = InstanceImages, InstancePrompt = "a photo of sks toy",
+        Model = Fixtures.TinySd, InstanceDataDirectory = Fixtures.InstanceImages, InstancePrompt = "a photo of sks toy",
         Resolution = 64, TrainBatchSize = 1, LearningRate = 1e-4, LearningRateScheduler = "linear",
         MaxTrainSteps = steps, CheckpointingSteps = 2, Seed = 11, OutputDirectory = Path.Combine(_root, output), Device = "cpu",
     };
