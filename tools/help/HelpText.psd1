@@ -93,7 +93,7 @@
                 Seed = 'Seed for reproducible training (--seed). Random when omitted; stored in the run.'
                 CheckpointingSteps = 'Save a resumable checkpoint every this many steps (--checkpointing_steps).'
                 CheckpointsTotalLimit = 'Keep at most this many checkpoints; older ones are removed (--checkpoints_total_limit).'
-                ValidationPrompt = 'Prompt(s) rendered during training to watch progress (--validation_prompt).'
+                ValidationPrompt = 'Prompt(s) rendered during training to watch progress (--validation_prompt). kohya-ss'' sample-prompt options may follow a prompt: --n negative prompt, --w width, --h height, --s steps, --l guidance scale, --d seed (e.g. ''sks dog on a beach --n blurry --w 512 --h 768 --d 42''); such a prompt is rendered with its own settings.'
                 NumValidationImages = 'Images per validation prompt (--num_validation_images).'
                 ValidationSteps = 'Render validation images every this many steps (--validation_steps).'
                 ValidationScheduler = 'Sampler for validation images (--validation_scheduler).'

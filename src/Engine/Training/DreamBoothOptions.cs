@@ -180,6 +180,7 @@ public sealed record DreamBoothOptions
             throw new ArgumentException($"-ReportTo must be {string.Join(", ", TrainingTrackers.Names)} (got '{ReportTo}')." +
                 (ReportTo is "wandb" or "comet_ml" ? " wandb and comet_ml need their online services; use tensorboard (tensorboard --logdir OUTPUT/logs) or csv." : ""));
         if (string.IsNullOrWhiteSpace(LoggingDirectory)) throw new ArgumentException("-LoggingDirectory cannot be empty (default: logs, under -OutputDirectory).");
+        foreach (var prompt in ValidationPrompts) SamplePrompt.Parse(prompt);   // kohya-ss' options: checked before any work
         if (SaveKohyaLoRA && !LoRA) throw new ArgumentException("-SaveKohyaLoRA needs -LoRA (a full fine-tune has no adapters to write).");
         if (WithPriorPreservation)
         {

@@ -623,19 +623,34 @@ public sealed class DreamBoothTrainer : IDisposable
             { SourcePath = _o.OutputDirectory };
             var dir = Path.Combine(_o.OutputDirectory, "validation", $"step-{step}");
             Directory.CreateDirectory(dir);
-            var options = new TextToImageOptions
+            var baseOptions = new TextToImageOptions
             {
                 Prompts = _o.ValidationPrompts, ImagesPerPrompt = _o.NumValidationImages, Steps = _o.ValidationInferenceSteps,
                 Scheduler = _o.ValidationScheduler, Seed = _o.Seed, Width = _o.Resolution, Height = _o.Resolution, ClipSkip = _o.ClipSkip,
             };
-            // The pipeline wraps the training modules: it must not dispose them, so it is not disposed.
-            pipeline.Generate(options, null, cancellation, img =>
+            var samples = _o.ValidationPrompts.Select(SamplePrompt.Parse).ToList();
+            // As diffusers: all prompts in one call. Prompts with kohya-ss' options: one call each, with its settings.
+            var calls = samples.Any(p => p.HasOptions)
+                ? samples.Select(p => baseOptions with
+                {
+                    Prompts = new[] { p.Prompt }, NegativePrompts = p.Negative is null ? null : new[] { p.Negative },
+                    Width = p.Width ?? _o.Resolution, Height = p.Height ?? _o.Resolution, Steps = p.Steps ?? _o.ValidationInferenceSteps,
+                    GuidanceScale = p.GuidanceScale ?? baseOptions.GuidanceScale, Seed = p.Seed ?? _o.Seed,
+                }).ToList()
+                : new List<TextToImageOptions> { baseOptions };
+            int index = 0;
+            foreach (var options in calls)
             {
-                var path = Path.Combine(dir, $"{img.Index:D3}-seed{img.Seed}.png");
-                PngWriter.Save(img.Pixels, path, GenerationMetadata.For(img, _o.OutputDirectory));
-                _events.ValidationImage?.Invoke(new ValidationImageInfo(path, step, img.Prompt, img.Seed));
-                _trackers?.LogImage($"validation/{img.Index}", path, _o.Resolution, _o.Resolution, step);
-            });
+                // The pipeline wraps the training modules: it must not dispose them, so it is not disposed.
+                pipeline.Generate(options, null, cancellation, img =>
+                {
+                    int n = index++;
+                    var path = Path.Combine(dir, $"{n:D3}-seed{img.Seed}.png");
+                    PngWriter.Save(img.Pixels, path, GenerationMetadata.For(img, _o.OutputDirectory));
+                    _events.ValidationImage?.Invoke(new ValidationImageInfo(path, step, img.Prompt, img.Seed));
+                    _trackers?.LogImage($"validation/{n}", path, options.Width!.Value, options.Height!.Value, step);
+                });
+            }
         }
         finally
         {
