@@ -30,3 +30,15 @@ Describe '<_>' -ForEach $cmdlets {
         }
     }
 }
+
+Describe 'about_DreamBooth' {
+    It 'is a conceptual help topic that names every cmdlet' {
+        $text = Get-Help about_DreamBooth | Out-String
+        $text | Should -Match 'TOPIC\s+about_DreamBooth'
+        foreach ($name in (Import-PowerShellDataFile (Get-StagedModulePath)).CmdletsToExport) {
+            # Import- and Export-DreamBoothCheckpoint share a line there: "Import-/Export-DreamBoothCheckpoint".
+            ($text -match [regex]::Escape($name) -or ($name -eq 'Import-DreamBoothCheckpoint' -and $text -match 'Import-/Export-DreamBoothCheckpoint')) |
+                Should -BeTrue -Because "$name is a cmdlet of the module"
+        }
+    }
+}
