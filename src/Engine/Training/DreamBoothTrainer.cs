@@ -92,13 +92,14 @@ public sealed class DreamBoothTrainer : IDisposable
         }
         if (maxTrainSteps is int m && m <= state.GlobalStep)
             throw new ArgumentOutOfRangeException(nameof(maxTrainSteps), m, $"The checkpoint is already at step {state.GlobalStep}; -MaxTrainSteps must be larger to train further.");
-        Preflight(options, resuming: true);
+        Preflight(options, resuming: true, startStep: state.GlobalStep);
         using var trainer = new DreamBoothTrainer(options, events);
         return trainer.Run((checkpoint, state), cancellation);
     }
 
     /// <summary>Input checks that must fail before any long work: folders, images, output writability.</summary>
-    public static void Preflight(DreamBoothOptions o, bool resuming = false)
+    /// <param name="startStep">the step a resumed run starts from (what is left to save depends on it)</param>
+    public static void Preflight(DreamBoothOptions o, bool resuming = false, int startStep = 0)
     {
         o.Validate();
         if (o.Deterministic) DeterministicAlgorithms.EnsureAvailable();   // not after minutes of loading
@@ -132,6 +133,9 @@ public sealed class DreamBoothTrainer : IDisposable
         EnsureCanWrite(o.OutputDirectory, $"Cannot write to output folder '{o.OutputDirectory}'", "Choose a folder you can write to.");
         if (TrainingTrackers.DirectoryFor(o) is string logs)
             EnsureCanWrite(logs, $"Cannot create the logging folder '{logs}'", "Choose another -LoggingDirectory, or -ReportTo none.");
+        // Checkpoints (about 10 GB each for SD-1.4 with AdamW) and the model must fit, or the disk fills hours in.
+        int datasetLength = o.WithPriorPreservation ? Math.Max(instances.Count, o.NumClassImages) : instances.Count;
+        TrainingDiskEstimate.EnsureFits(o, source, startStep, datasetLength, DiskSpace.FreeBytes(o.OutputDirectory));
         if (!resuming && CheckpointStore.List(o.OutputDirectory).Count > 0)
             throw new InvalidOperationException($"'{o.OutputDirectory}' already holds checkpoints of a run. Continue it with Resume-DreamBoothTraining -Path '{o.OutputDirectory}', or choose another -OutputDirectory.");
     }

@@ -106,7 +106,8 @@ public abstract class DreamBoothCmdlet : PSCmdlet
             ArgumentException => ErrorCategory.InvalidArgument,
             UnauthorizedAccessException => ErrorCategory.PermissionDenied,
             OperationCanceledException => ErrorCategory.OperationStopped,
-            OutOfMemoryException or Engine.Training.TrainingOutOfMemoryException or Engine.HostMemoryShortfallException => ErrorCategory.ResourceUnavailable,
+            OutOfMemoryException or Engine.Training.TrainingOutOfMemoryException or Engine.HostMemoryShortfallException
+                or Engine.Training.InsufficientDiskSpaceException => ErrorCategory.ResourceUnavailable,
             _ when Engine.OutOfMemory.Is(e) => ErrorCategory.ResourceUnavailable,   // libtorch's CUDA/CPU allocators
             InvalidOperationException => ErrorCategory.InvalidOperation,
             NotSupportedException => ErrorCategory.NotImplemented,
