@@ -4,9 +4,11 @@
     The diffusers guide's small-GPU recipes from PowerShell: picks -MemoryProfile by the GPU's memory, and if the card
     still runs out of memory, continues from the checkpoint the run saved, with the switches that lower memory.
 .DESCRIPTION
-    Cards with 16 GB or more get the 16GB profile (gradient checkpointing + 8-bit Adam), 12–16 GB the 12GB profile
-    (+ gradients released after each step), smaller ones the 8GB profile (+ fp16 with loss scaling, optimizer state and
-    gradients in CPU memory). Without a GPU it trains on the CPU without a profile. -MemoryProfile overrides the choice.
+    -MemoryProfile Auto (the default) lets Start-DreamBoothTraining pick by the GPU's memory: cards of 20 GB or more
+    train without a profile, 14–20 GB get the 16GB profile (gradient checkpointing + 8-bit Adam), 10.5–14 GB the 12GB
+    profile (+ gradients released after each step), smaller ones the 8GB profile (+ fp16 with loss scaling, optimizer
+    state and gradients in CPU memory). Without a GPU it trains on the CPU without a profile. -MemoryProfile 16GB, 12GB,
+    8GB or None overrides the choice.
 
     A run that runs out of memory saves a resumable checkpoint and ends with a ResourceUnavailable error
     (TrainingOutOfMemoryException); the script then resumes it with -GradientCheckpointing -OffloadOptimizerState
@@ -24,18 +26,12 @@ param(
     [string] $OutputDirectory = (Join-Path $PSScriptRoot '../out/small-gpu/sks-toy-model'),
     [int] $Resolution = 64,
     [int] $MaxTrainSteps = 4,
-    [ValidateSet('16GB', '12GB', '8GB', 'None')] [string] $MemoryProfile
+    [ValidateSet('Auto', '16GB', '12GB', '8GB', 'None')] [string] $MemoryProfile = 'Auto'
 )
 $ErrorActionPreference = 'Stop'
 if (-not (Get-Module DreamBooth)) { Import-Module (Join-Path $PSScriptRoot '../out/DreamBooth/DreamBooth.psd1') }
 
 $gpu = @((Get-DreamBoothEnvironment).Devices | Where-Object Kind -eq 'cuda')[0]
-if (-not $MemoryProfile) {
-    $MemoryProfile = if (-not $gpu) { 'None' }
-        elseif ($gpu.TotalMemoryGB -ge 16) { '16GB' }
-        elseif ($gpu.TotalMemoryGB -ge 12) { '12GB' }
-        else { '8GB' }
-}
 Write-Host ("Device: {0}; memory profile: {1}" -f ($gpu ? "$($gpu.Description) ($($gpu.TotalMemoryGB) GB)" : 'CPU'), $MemoryProfile)
 
 $train = @{
@@ -43,7 +39,7 @@ $train = @{
     Resolution = $Resolution; TrainBatchSize = 1; LearningRate = 5e-6; MaxTrainSteps = $MaxTrainSteps
     CheckpointingSteps = [Math]::Max(1, [int]($MaxTrainSteps / 2)); Seed = 1234; OutputDirectory = $OutputDirectory
 }
-if ($MemoryProfile -ne 'None') { $train.MemoryProfile = $MemoryProfile }
+if ($MemoryProfile -ne 'None') { $train.MemoryProfile = $MemoryProfile; $train.InformationAction = 'Continue' }   # Auto says what it chose
 
 try {
     $run = Start-DreamBoothTraining @train
