@@ -1,6 +1,6 @@
 namespace DreamBooth.Engine.IO;
 
-/// <summary>Free space of the drive (Windows) or mount (Linux) a path is on, or would be created on.</summary>
+/// <summary>Where a path is or would be created: its drive's (Windows) or mount's (Linux) free space, and whether it can be written.</summary>
 public static class DiskSpace
 {
     /// <summary>Bytes available to this user where <paramref name="path"/> is or would be; null where that cannot be told.</summary>
@@ -8,8 +8,9 @@ public static class DiskSpace
     {
         try
         {
-            var existing = Path.GetFullPath(path);
-            while (!Directory.Exists(existing)) existing = Path.GetDirectoryName(existing) ?? throw new DirectoryNotFoundException(path);
+            var existing = NearestExisting(path);
+            if (existing is null) return null;
+            if (!Directory.Exists(existing)) existing = Path.GetDirectoryName(existing)!;   // a file in the way: its folder's drive
             var cmp = OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
             // The mount whose root is the longest prefix of the path (on Linux / is a prefix of everything).
             var drive = DriveInfo.GetDrives()
@@ -18,6 +19,38 @@ public static class DiskSpace
             return drive?.AvailableFreeSpace;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { return null; }
+    }
+
+    /// <summary>
+    /// The longest part of <paramref name="path"/> that exists: the folder itself, or the parent a new folder would be
+    /// created in, or a file standing where a folder of the path should be; null when nothing of it exists.
+    /// </summary>
+    public static string? NearestExisting(string path)
+    {
+        for (string? p = Path.GetFullPath(path); p is not null; p = Path.GetDirectoryName(p))
+            if (Directory.Exists(p) || File.Exists(p)) return p;
+        return null;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="folder"/> can be written, or created: a file is written and deleted in it, or in its
+    /// nearest existing parent, so nothing is left behind (what -WhatIf allows). Throws UnauthorizedAccessException
+    /// that starts with <paramref name="problem"/> and ends with <paramref name="fix"/>.
+    /// </summary>
+    public static void EnsureWritable(string folder, string problem, string fix)
+    {
+        var existing = NearestExisting(folder) ?? throw new UnauthorizedAccessException($"{problem}: no part of the path exists. {fix}");
+        if (File.Exists(existing)) throw new UnauthorizedAccessException($"{problem}: '{existing}' is a file. {fix}");
+        try
+        {
+            var probe = Path.Combine(existing, ".write-test-" + Guid.NewGuid().ToString("N"));
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UnauthorizedAccessException($"{problem}: {e.Message} {fix}", e);
+        }
     }
 
     static bool IsUnder(string path, string root, StringComparison cmp)

@@ -35,10 +35,14 @@ public static class ImageTransforms
     }
 
     /// <summary>torchvision <c>CenterCrop</c>: top = round((h − size) / 2), left = round((w − size) / 2), ties to even as Python's round.</summary>
-    public static (int Top, int Left) CenterCropOffsets(int height, int width, int size)
+    public static (int Top, int Left) CenterCropOffsets(int height, int width, int size) => CenterCropOffsets(height, width, size, size);
+
+    /// <summary><see cref="CenterCropOffsets(int, int, int)"/> for a <paramref name="cropWidth"/>×<paramref name="cropHeight"/> rectangle (an aspect-ratio bucket).</summary>
+    public static (int Top, int Left) CenterCropOffsets(int height, int width, int cropHeight, int cropWidth)
     {
-        CheckCrop(height, width, size);
-        return ((int)Math.Round((height - size) / 2.0, MidpointRounding.ToEven), (int)Math.Round((width - size) / 2.0, MidpointRounding.ToEven));
+        if (cropHeight <= 0 || cropWidth <= 0 || cropHeight > height || cropWidth > width)
+            throw new ArgumentException($"A {cropWidth}x{cropHeight} crop does not fit a {width}x{height} image.");
+        return ((int)Math.Round((height - cropHeight) / 2.0, MidpointRounding.ToEven), (int)Math.Round((width - cropWidth) / 2.0, MidpointRounding.ToEven));
     }
 
     /// <summary>
@@ -62,12 +66,7 @@ public static class ImageTransforms
     }
 
     /// <summary>The <paramref name="size"/>×<paramref name="size"/> square at (top, left).</summary>
-    public static Image<Rgb24> Crop(Image<Rgb24> image, int top, int left, int size)
-    {
-        if (top < 0 || left < 0 || top + size > image.Height || left + size > image.Width)
-            throw new ArgumentException($"A {size}x{size} crop at top {top}, left {left} does not fit a {image.Width}x{image.Height} image.");
-        return image.Clone(x => x.Crop(new Rectangle(left, top, size, size)));
-    }
+    public static Image<Rgb24> Crop(Image<Rgb24> image, int top, int left, int size) => Crop(image, top, left, size, size);
 
     /// <summary>The <paramref name="width"/>×<paramref name="height"/> rectangle at (top, left).</summary>
     public static Image<Rgb24> Crop(Image<Rgb24> image, int top, int left, int width, int height)

@@ -41,7 +41,7 @@ public static class PipelineMemory
             need, available);
     }
 
-    internal static long Parameters(string componentDir)
+    static long Parameters(string componentDir)
     {
         using var weights = DiffusersPipelineFolder.OpenWeights(componentDir);
         long total = 0;

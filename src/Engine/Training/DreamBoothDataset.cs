@@ -99,8 +99,7 @@ public sealed class DreamBoothDataset
     ImageView View(string path, Pcg32 random)
     {
         var ((w, h), (cw, ch)) = Measure(path);
-        (int Top, int Left) crop = CenterCrop
-            ? ((int)Math.Round((h - ch) / 2.0, MidpointRounding.ToEven), (int)Math.Round((w - cw) / 2.0, MidpointRounding.ToEven))   // torchvision's CenterCrop
+        (int Top, int Left) crop = CenterCrop ? ImageTransforms.CenterCropOffsets(h, w, ch, cw)
             : (random.NextInt(h - ch + 1), random.NextInt(w - cw + 1));
         bool flip = RandomFlip && random.NextDouble() < 0.5;
         return new ImageView(path, crop.Top, crop.Left, flip, cw, ch);

@@ -118,7 +118,8 @@ public sealed class DreamBoothTrainer : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(o.ClipSkip), o.ClipSkip, $"-ClipSkip must be less than the text encoder's {layers} layers (1 = the penultimate layer).");
         }
         // What the weights, gradients and optimizer state alone take must fit, or Linux's OOM killer ends the process later.
-        TrainingMemoryEstimate.EnsureFits(o, source, DeviceSelection.Parse(o.Device).type == DeviceType.CPU, HostMemory.AvailableBytes());
+        var parameters = PipelineMemory.Count(source);   // from the headers, once: the memory and disk checks below
+        TrainingMemoryEstimate.EnsureFits(o, parameters, DeviceSelection.Parse(o.Device).type == DeviceType.CPU, HostMemory.AvailableBytes());
         if (!Directory.Exists(o.InstanceDataDirectory))
             throw new DirectoryNotFoundException($"Instance folder '{o.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
         var instances = ImageFiles.List(o.InstanceDataDirectory);
@@ -130,12 +131,12 @@ public sealed class DreamBoothTrainer : IDisposable
         if (o.WithPriorPreservation && Directory.Exists(o.ClassDataDirectory!))
             foreach (var f in ImageFiles.List(o.ClassDataDirectory!).Take(o.NumClassImages)) ImageLoader.LoadRgb(f).Dispose();
         // Checked without creating anything (Start-DreamBoothTraining -WhatIf runs Preflight too); the run creates them.
-        EnsureCanWrite(o.OutputDirectory, $"Cannot write to output folder '{o.OutputDirectory}'", "Choose a folder you can write to.");
+        DiskSpace.EnsureWritable(o.OutputDirectory, $"Cannot write to output folder '{o.OutputDirectory}'", "Choose a folder you can write to.");
         if (TrainingTrackers.DirectoryFor(o) is string logs)
-            EnsureCanWrite(logs, $"Cannot create the logging folder '{logs}'", "Choose another -LoggingDirectory, or -ReportTo none.");
+            DiskSpace.EnsureWritable(logs, $"Cannot create the logging folder '{logs}'", "Choose another -LoggingDirectory, or -ReportTo none.");
         // Checkpoints (about 10 GB each for SD-1.4 with AdamW) and the model must fit, or the disk fills hours in.
         int datasetLength = o.WithPriorPreservation ? Math.Max(instances.Count, o.NumClassImages) : instances.Count;
-        TrainingDiskEstimate.EnsureFits(o, source, startStep, datasetLength, DiskSpace.FreeBytes(o.OutputDirectory));
+        TrainingDiskEstimate.EnsureFits(o, parameters, startStep, datasetLength, DiskSpace.FreeBytes(o.OutputDirectory));
         if (!resuming && CheckpointStore.List(o.OutputDirectory).Count > 0)
             throw new InvalidOperationException($"'{o.OutputDirectory}' already holds checkpoints of a run. Continue it with Resume-DreamBoothTraining -Path '{o.OutputDirectory}', or choose another -OutputDirectory.");
     }
@@ -416,31 +417,6 @@ public sealed class DreamBoothTrainer : IDisposable
 
     /// <summary>The text encoder's output the UNet is conditioned on: its last layer's, or -ClipSkip layers before.</summary>
     Tensor EncodePrompts(Tensor ids) => _o.ClipSkip > 0 ? _textEncoder.EncodeForDiffusion(ids, _o.ClipSkip) : _textEncoder.Forward(ids).LastHiddenState;
-
-    /// <summary>
-    /// Whether <paramref name="folder"/> can be written, or created: a file is written and deleted in it, or in its
-    /// nearest existing parent, so nothing is left behind. Throws UnauthorizedAccessException with what to do.
-    /// </summary>
-    static void EnsureCanWrite(string folder, string problem, string fix)
-    {
-        var full = Path.GetFullPath(folder);
-        var existing = full;
-        while (!Directory.Exists(existing))
-        {
-            if (File.Exists(existing)) throw new UnauthorizedAccessException($"{problem}: '{existing}' is a file. {fix}");
-            existing = Path.GetDirectoryName(existing) ?? throw new UnauthorizedAccessException($"{problem}: no part of the path exists. {fix}");
-        }
-        try
-        {
-            var probe = Path.Combine(existing, ".write-test-" + Guid.NewGuid().ToString("N"));
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new UnauthorizedAccessException($"{problem}: {e.Message} {fix}", e);
-        }
-    }
 
     /// <summary>
     /// -StopTextEncoderTraining: once that many optimizer steps are done (also when a resume starts past them), the

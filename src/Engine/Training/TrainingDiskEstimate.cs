@@ -13,9 +13,9 @@ public sealed record TrainingDiskEstimate(long CheckpointBytes, int Checkpoints,
 
     /// <param name="startStep">the step a resumed run starts from (0 for a new run)</param>
     /// <param name="datasetLength">items per epoch (instance images, or the class images when more)</param>
-    public static TrainingDiskEstimate For(DreamBoothOptions o, ModelSource source, int startStep, int datasetLength)
+    /// <param name="counts">the pipeline's parameter counts (<see cref="PipelineMemory.Count"/>)</param>
+    public static TrainingDiskEstimate For(DreamBoothOptions o, PipelineMemory.ParameterCounts counts, int startStep, int datasetLength)
     {
-        var counts = PipelineMemory.Count(source);
         long trained = o.LoRA ? 0 : counts.Unet + (o.TrainTextEncoder ? counts.TextEncoder : 0);   // adapters: megabytes
         long moments = o.Use8BitAdam ? 2 * trained + 8 * BlockwiseQuantization.BlockCount(trained) : 8 * trained;   // 8-bit: codes + absmax
         long checkpoint = 4 * trained + moments;
@@ -28,10 +28,10 @@ public sealed record TrainingDiskEstimate(long CheckpointBytes, int Checkpoints,
     }
 
     /// <summary>Throws <see cref="InsufficientDiskSpaceException"/> when the run cannot fit on the output's drive (where its free space is known).</summary>
-    public static void EnsureFits(DreamBoothOptions o, ModelSource source, int startStep, int datasetLength, long? freeBytes)
+    public static void EnsureFits(DreamBoothOptions o, PipelineMemory.ParameterCounts counts, int startStep, int datasetLength, long? freeBytes)
     {
         if (freeBytes is not long free) return;
-        var need = For(o, source, startStep, datasetLength);
+        var need = For(o, counts, startStep, datasetLength);
         if (need.Bytes <= free) return;
         string Gb(long b) => HostMemory.Gigabytes(b);
         var fixes = new List<string>();

@@ -16,8 +16,8 @@ public class TrainingDiskEstimateTests
     [Fact]
     public void CountsCheckpointsAtOnce_AndTheirBytes()
     {
-        var source = ModelSource.Resolve(Fixtures.TinySd);
-        var c = PipelineMemory.Count(source);
+        var source = PipelineMemory.Count(ModelSource.Resolve(Fixtures.TinySd));
+        var c = source;
         var e = TrainingDiskEstimate.For(Options, source, startStep: 0, datasetLength: 4);
         Assert.Equal(10, e.Checkpoints);                         // steps 100…900 and the final one at 1000
         Assert.Equal(12 * c.Unet, e.CheckpointBytes);            // float32 weights + AdamW's two moments
@@ -35,7 +35,7 @@ public class TrainingDiskEstimateTests
     [Fact]
     public void ARunThatCannotFit_IsRefused_WithAHowManyCheckpointsFit()
     {
-        var source = ModelSource.Resolve(Fixtures.TinySd);
+        var source = PipelineMemory.Count(ModelSource.Resolve(Fixtures.TinySd));
         var need = TrainingDiskEstimate.For(Options, source, 0, 4);
         TrainingDiskEstimate.EnsureFits(Options, source, 0, 4, need.Bytes);
         TrainingDiskEstimate.EnsureFits(Options, source, 0, 4, null);

@@ -22,12 +22,12 @@ public class TrainingMemoryEstimateTests
     [Fact]
     public void CountsTheModelsParameters_AndBytesPerParameterOfEachRecipe()
     {
-        var source = ModelSource.Resolve(Fixtures.TinySd);
+        var source = PipelineMemory.Count(ModelSource.Resolve(Fixtures.TinySd));
         var e = TrainingMemoryEstimate.For(Options, source, onCpu: true);
-        using (var unet = UNet2DConditionModel.FromPretrained(Path.Combine(Fixtures.TinySd, "unet"))) Assert.Equal(Count(unet), e.UnetParameters);
-        using (var te = ClipTextModel.FromPretrained(Path.Combine(Fixtures.TinySd, "text_encoder"))) Assert.Equal(Count(te), e.TextEncoderParameters);
-        using (var vae = AutoencoderKL.FromPretrained(Path.Combine(Fixtures.TinySd, "vae"))) Assert.Equal(Count(vae), e.VaeParameters);
-        long u = e.UnetParameters, t = e.TextEncoderParameters, v = e.VaeParameters;
+        using (var unet = UNet2DConditionModel.FromPretrained(Path.Combine(Fixtures.TinySd, "unet"))) Assert.Equal(Count(unet), e.Parameters.Unet);
+        using (var te = ClipTextModel.FromPretrained(Path.Combine(Fixtures.TinySd, "text_encoder"))) Assert.Equal(Count(te), e.Parameters.TextEncoder);
+        using (var vae = AutoencoderKL.FromPretrained(Path.Combine(Fixtures.TinySd, "vae"))) Assert.Equal(Count(vae), e.Parameters.Vae);
+        long u = e.Parameters.Unet, t = e.Parameters.TextEncoder, v = e.Parameters.Vae;
 
         // fp32 AdamW: weight, gradient and two moments (16 bytes) per trained parameter; frozen models 4 bytes; a frozen
         // text encoder is freed after encoding the prompts unless validation keeps it.
@@ -46,7 +46,7 @@ public class TrainingMemoryEstimateTests
     [Fact]
     public void ARunAboveTheMemoryAvailable_IsRefused_NamingWhatNeedsLess()
     {
-        var source = ModelSource.Resolve(Fixtures.TinySd);
+        var source = PipelineMemory.Count(ModelSource.Resolve(Fixtures.TinySd));
         long need = TrainingMemoryEstimate.For(Options, source, onCpu: true).HostBytes;
         TrainingMemoryEstimate.EnsureFits(Options, source, true, need);      // exactly enough
         TrainingMemoryEstimate.EnsureFits(Options, source, true, null);      // the OS does not say: no check
