@@ -101,12 +101,16 @@ Describe 'Start-DreamBoothTraining' {
             $model.Settings.StopTextEncoderTraining | Should -Be 1
             Test-Path (Join-Path $model.Path 'text_encoder/model.safetensors') | Should -BeTrue
         }
-        It '-EnableBucket trains each photo at its aspect-ratio bucket and says which' {
+        It '-EnableBucket trains each photo at its aspect-ratio bucket, in batches that keep to one bucket, and says which' {
             $m = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'buckets') -MaxTrainSteps 2 -EnableBucket `
                 -MinBucketResolution 32 -MaxBucketResolution 128 -BucketResolutionSteps 8 -Confirm:$false -Verbose 4>&1
             ($m | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message | Should -Contain 'Aspect-ratio buckets (-EnableBucket): 72x56: 4 image(s).'
             ($m | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Settings.EnableBucket | Should -BeTrue
-            $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'buckets2') -EnableBucket -TrainBatchSize 2 } | Should -Throw -PassThru
+            $b = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'buckets2') -MaxTrainSteps 1 -EnableBucket -TrainBatchSize 2 `
+                -MinBucketResolution 32 -MaxBucketResolution 128 -BucketResolutionSteps 8 -Confirm:$false -Verbose 4>&1
+            ($b | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message | Should -Contain '  Num batches each epoch = 2'
+            ($b | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Settings.TrainBatchSize | Should -Be 2
+            $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'buckets3') -EnableBucket -BucketResolutionSteps 12 } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
         }
         It '-Deterministic repeats a seeded run exactly and is recorded with it' {

@@ -30,6 +30,9 @@ public sealed class AspectRatioBuckets
         _set = sizes;
     }
 
+    /// <summary>A run's buckets: its -Resolution, -MinBucketResolution, -MaxBucketResolution and -BucketResolutionSteps.</summary>
+    public static AspectRatioBuckets For(DreamBoothOptions o) => new(o.Resolution, o.MinBucketResolution, o.MaxBucketResolution, o.BucketResolutionSteps);
+
     /// <summary>The bucket of an image: its own size where that is a bucket, else the first with the nearest aspect ratio.</summary>
     public (int Width, int Height) Select(int imageWidth, int imageHeight)
     {

@@ -72,6 +72,66 @@ public sealed class DreamBoothDataset
         return ImageTransforms.BucketTransform(image, resized, view.Top, view.Left, view.Width, view.Height, view.Flip);
     }
 
+    /// <summary>
+    /// One epoch's item order, shuffled. With aspect-ratio buckets and batches of more than one image, as kohya-ss'
+    /// BucketManager: each bucket's items are shuffled and cut into batches, and the batches are shuffled, so that a
+    /// batch keeps to the bucket of its instance images (<see cref="Batches"/>).
+    /// </summary>
+    public int[] EpochOrder(int batchSize, Pcg32 random)
+    {
+        if (!GroupsByBucket(batchSize))
+        {
+            var order = Enumerable.Range(0, Length).ToArray();
+            random.Shuffle(order);
+            return order;
+        }
+        var batches = new List<int[]>();
+        foreach (var bucket in ItemsByBucket())
+        {
+            random.Shuffle(bucket);
+            batches.AddRange(bucket.Chunk(batchSize));
+        }
+        random.Shuffle(batches);
+        return batches.SelectMany(b => b).ToArray();
+    }
+
+    /// <summary>
+    /// An epoch order cut into batches: every <paramref name="batchSize"/> items, and with buckets also where the
+    /// instance bucket changes. The cut depends on the order alone, so a resumed run finds the same batches.
+    /// </summary>
+    public IReadOnlyList<int[]> Batches(int[] order, int batchSize)
+    {
+        if (!GroupsByBucket(batchSize)) return order.Chunk(batchSize).ToList();
+        var batches = new List<int[]>();
+        var current = new List<int>();
+        foreach (int item in order)
+        {
+            if (current.Count == batchSize || (current.Count > 0 && ItemBucket(current[0]) != ItemBucket(item)))
+            {
+                batches.Add(current.ToArray());
+                current.Clear();
+            }
+            current.Add(item);
+        }
+        if (current.Count > 0) batches.Add(current.ToArray());
+        return batches;
+    }
+
+    /// <summary>How many batches an epoch has (with buckets: each bucket's items make their own batches).</summary>
+    /// <param name="length">the items of an epoch, where the class images are not there yet (Preflight); else <see cref="Length"/></param>
+    public int BatchesPerEpoch(int batchSize, int? length = null) => GroupsByBucket(batchSize)
+        ? ItemsByBucket(length ?? Length).Sum(items => (items.Length + batchSize - 1) / batchSize)
+        : ((length ?? Length) + batchSize - 1) / batchSize;
+
+    bool GroupsByBucket(int batchSize) => Buckets is not null && batchSize > 1;
+
+    /// <summary>The items of each instance bucket, buckets in size order, items ascending.</summary>
+    List<int[]> ItemsByBucket(int? length = null) => Enumerable.Range(0, length ?? Length).GroupBy(ItemBucket)
+        .OrderBy(g => g.Key.Width).ThenBy(g => g.Key.Height).Select(g => g.ToArray()).ToList();
+
+    /// <summary>The bucket item <paramref name="index"/>'s instance image trains at.</summary>
+    (int Width, int Height) ItemBucket(int index) => Measure(InstanceImages[index % InstanceImages.Count]).Crop;
+
     /// <summary>The bucket (width, height) each instance and class image trains at, in file order.</summary>
     public IEnumerable<(int Width, int Height)> BucketsOfImages() =>
         InstanceImages.Concat(ClassImages).Select(path => Measure(path).Crop);

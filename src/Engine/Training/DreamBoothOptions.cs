@@ -163,8 +163,6 @@ public sealed record DreamBoothOptions
             Range(MinBucketResolution > 0 && MinBucketResolution % BucketResolutionSteps == 0, nameof(MinBucketResolution), MinBucketResolution, $"must be a positive multiple of -BucketResolutionSteps ({BucketResolutionSteps})");
             Range(MaxBucketResolution >= Math.Max(MinBucketResolution, Resolution) && MaxBucketResolution % BucketResolutionSteps == 0, nameof(MaxBucketResolution), MaxBucketResolution,
                 $"must be a multiple of -BucketResolutionSteps ({BucketResolutionSteps}) and at least -MinBucketResolution and -Resolution");
-            if (TrainBatchSize != 1)
-                throw new ArgumentException("-EnableBucket trains one image a step (-TrainBatchSize 1): images of different buckets cannot share a batch. Use -GradientAccumulationSteps for a larger effective batch.");
         }
         Range(NoiseOffset is not double no || (no >= 0 && double.IsFinite(no)), nameof(NoiseOffset), NoiseOffset!, "cannot be negative");
         Range(ClipSkip >= 0, nameof(ClipSkip), ClipSkip, "cannot be negative");

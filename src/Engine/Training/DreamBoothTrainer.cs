@@ -136,7 +136,9 @@ public sealed class DreamBoothTrainer : IDisposable
             DiskSpace.EnsureWritable(logs, $"Cannot create the logging folder '{logs}'", "Choose another -LoggingDirectory, or -ReportTo none.");
         // Checkpoints (about 10 GB each for SD-1.4 with AdamW) and the model must fit, or the disk fills hours in.
         int datasetLength = o.WithPriorPreservation ? Math.Max(instances.Count, o.NumClassImages) : instances.Count;
-        TrainingDiskEstimate.EnsureFits(o, parameters, startStep, datasetLength, DiskSpace.FreeBytes(o.OutputDirectory));
+        var instancesOnly = new DreamBoothDataset(instances, Array.Empty<string>(), o.Resolution, o.CenterCrop, o.RandomFlip)
+            { Buckets = o.EnableBucket ? AspectRatioBuckets.For(o) : null };
+        TrainingDiskEstimate.EnsureFits(o, parameters, startStep, instancesOnly.BatchesPerEpoch(o.TrainBatchSize, datasetLength), DiskSpace.FreeBytes(o.OutputDirectory));
         if (!resuming && CheckpointStore.List(o.OutputDirectory).Count > 0)
             throw new InvalidOperationException($"'{o.OutputDirectory}' already holds checkpoints of a run. Continue it with Resume-DreamBoothTraining -Path '{o.OutputDirectory}', or choose another -OutputDirectory.");
     }
@@ -157,7 +159,7 @@ public sealed class DreamBoothTrainer : IDisposable
         LoadModels(resume?.Path);
         _dataset = DreamBoothDataset.FromFolders(_o.InstanceDataDirectory, _o.WithPriorPreservation ? _o.ClassDataDirectory : null,
             _o.NumClassImages, _o.Resolution, _o.CenterCrop, _o.RandomFlip, _o.InstancePrompt, _o.CaptionExtension,
-            _o.EnableBucket ? new AspectRatioBuckets(_o.Resolution, _o.MinBucketResolution, _o.MaxBucketResolution, _o.BucketResolutionSteps) : null);
+            _o.EnableBucket ? AspectRatioBuckets.For(_o) : null);
         if (_o.EnableBucket)
             _events.Log?.Invoke("Aspect-ratio buckets (-EnableBucket): " + string.Join(", ", _dataset.BucketsOfImages().GroupBy(b => b)
                 .OrderByDescending(g => g.Count()).Select(g => $"{g.Key.Width}x{g.Key.Height}: {g.Count()} image(s)")) + ".");
@@ -171,7 +173,7 @@ public sealed class DreamBoothTrainer : IDisposable
                 _events.Warning?.Invoke($"{tooLong.Count} caption(s) are longer than the text encoder's {_tokenizer.ModelMaxLength} tokens and are cut off there, e.g. '{tooLong[0]}'. Shorten them to keep their ends.");
         }
 
-        int batchesPerEpoch = (_dataset.Length + _o.TrainBatchSize - 1) / _o.TrainBatchSize;
+        int batchesPerEpoch = _dataset.BatchesPerEpoch(_o.TrainBatchSize);
         int stepsPerEpoch = (batchesPerEpoch + _o.GradientAccumulationSteps - 1) / _o.GradientAccumulationSteps;
         int maxSteps = _o.MaxTrainSteps ?? _o.NumTrainEpochs * stepsPerEpoch;
         int epochs = (maxSteps + stepsPerEpoch - 1) / stepsPerEpoch;
@@ -233,18 +235,16 @@ public sealed class DreamBoothTrainer : IDisposable
                 {
                     _state.Epoch = epoch;
                     _state.BatchInEpoch = 0;
-                    var order = Enumerable.Range(0, _dataset.Length).ToArray();
-                    random.Shuffle(order);
-                    _state.EpochOrder = order;
+                    _state.EpochOrder = _dataset.EpochOrder(_o.TrainBatchSize, random);
                 }
+                var batches = _dataset.Batches(_state.EpochOrder, _o.TrainBatchSize);
                 int micro = 0;
                 double accumulated = 0;
                 for (int b = _state.BatchInEpoch; b < batchesPerEpoch; b++)
                 {
                     cancellation.ThrowIfCancellationRequested();
                     FreezeTextEncoderWhenItsStepsAreDone();
-                    var indices = _state.EpochOrder.Skip(b * _o.TrainBatchSize).Take(_o.TrainBatchSize).ToArray();
-                    accumulated += TrainMicroBatch(indices, generator, random);
+                    accumulated += TrainMicroBatch(batches[b], generator, random);
                     micro++;
                     bool endOfEpoch = b == batchesPerEpoch - 1;
                     if (micro % _o.GradientAccumulationSteps != 0 && !endOfEpoch) continue;
@@ -364,12 +364,12 @@ public sealed class DreamBoothTrainer : IDisposable
             total = Loss(views, prompts, _o.WithPriorPreservation, _o.SnrGamma, generator);
         else
         {
-            // Aspect-ratio buckets: the instance and class images differ in size, so each gets its own forward; the loss
-            // is diffusers' instance + prior_loss_weight · prior (min-SNR weighting on the instance part only, as there).
+            // Aspect-ratio buckets: images of different sizes cannot share a forward, so each size gets its own. The loss
+            // stays diffusers' instance + prior_loss_weight · prior, each the mean over its images (min-SNR weighting on
+            // the instance part only, as there).
             int n = planned.Count;
-            var instance = Loss(views.Take(n).ToList(), prompts.Take(n).ToList(), false, _o.SnrGamma, generator);
-            var prior = Loss(views.Skip(n).ToList(), prompts.Skip(n).ToList(), false, null, generator);
-            total = instance + _o.PriorLossWeight * prior;
+            total = MeanLossBySize(views.Take(n).ToList(), prompts.Take(n).ToList(), _o.SnrGamma, generator);
+            if (views.Count > n) total = total + _o.PriorLossWeight * MeanLossBySize(views.Skip(n).ToList(), prompts.Skip(n).ToList(), null, generator);
         }
         var loss = total / _o.GradientAccumulationSteps;
         if (_scaler is not null) loss = _scaler.Scale(loss);
@@ -377,6 +377,22 @@ public sealed class DreamBoothTrainer : IDisposable
         GradientCheckpoint.ThrowPendingError();
         _gradientOffload?.Collect();   // what the checkpointed blocks' callbacks did not take: parameters outside them
         return total.item<float>();
+    }
+
+    /// <summary>
+    /// The mean DreamBooth loss of views of several sizes: one forward per size, in order of first appearance, each
+    /// group's mean weighted by its share of the images (the mean over all of them when every image is one size).
+    /// </summary>
+    Tensor MeanLossBySize(IReadOnlyList<ImageView> views, IReadOnlyList<string> prompts, double? snrGamma, torch.Generator generator)
+    {
+        Tensor? sum = null;
+        foreach (var group in Enumerable.Range(0, views.Count).GroupBy(i => (views[i].Width, views[i].Height)))
+        {
+            var loss = Loss(group.Select(i => views[i]).ToList(), group.Select(i => prompts[i]).ToList(), false, snrGamma, generator);
+            if (group.Count() != views.Count) loss = loss * ((double)group.Count() / views.Count);
+            sum = sum is null ? loss : sum + loss;
+        }
+        return sum!;
     }
 
     /// <summary>The DreamBooth loss of views of one size: latents, noise, timesteps, text embeddings, UNet prediction.</summary>

@@ -12,15 +12,15 @@ public sealed record TrainingDiskEstimate(long CheckpointBytes, int Checkpoints,
     public long Bytes => CheckpointBytes * Checkpoints + PipelineBytes;
 
     /// <param name="startStep">the step a resumed run starts from (0 for a new run)</param>
-    /// <param name="datasetLength">items per epoch (instance images, or the class images when more)</param>
+    /// <param name="batchesPerEpoch">micro-batches per epoch (<see cref="DreamBoothDataset.BatchesPerEpoch"/>)</param>
     /// <param name="counts">the pipeline's parameter counts (<see cref="PipelineMemory.Count"/>)</param>
-    public static TrainingDiskEstimate For(DreamBoothOptions o, PipelineMemory.ParameterCounts counts, int startStep, int datasetLength)
+    public static TrainingDiskEstimate For(DreamBoothOptions o, PipelineMemory.ParameterCounts counts, int startStep, int batchesPerEpoch)
     {
         long trained = o.LoRA ? 0 : counts.Unet + (o.TrainTextEncoder ? counts.TextEncoder : 0);   // adapters: megabytes
         long moments = o.Use8BitAdam ? 2 * trained + 8 * BlockwiseQuantization.BlockCount(trained) : 8 * trained;   // 8-bit: codes + absmax
         long checkpoint = 4 * trained + moments;
         long pipeline = o.LoRA ? 0 : 4 * (counts.Unet + counts.TextEncoder + counts.Vae);            // saved in float32
-        int stepsPerEpoch = (int)Math.Ceiling((double)datasetLength / o.TrainBatchSize / o.GradientAccumulationSteps);
+        int stepsPerEpoch = (batchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
         int maxSteps = o.MaxTrainSteps ?? o.NumTrainEpochs * Math.Max(1, stepsPerEpoch);
         int written = Math.Max(0, (maxSteps - 1) / o.CheckpointingSteps - startStep / o.CheckpointingSteps) + 1;   // periodic ones + the final one
         int atOnce = Math.Min(written, o.CheckpointsTotalLimit ?? int.MaxValue);
@@ -28,10 +28,10 @@ public sealed record TrainingDiskEstimate(long CheckpointBytes, int Checkpoints,
     }
 
     /// <summary>Throws <see cref="InsufficientDiskSpaceException"/> when the run cannot fit on the output's drive (where its free space is known).</summary>
-    public static void EnsureFits(DreamBoothOptions o, PipelineMemory.ParameterCounts counts, int startStep, int datasetLength, long? freeBytes)
+    public static void EnsureFits(DreamBoothOptions o, PipelineMemory.ParameterCounts counts, int startStep, int batchesPerEpoch, long? freeBytes)
     {
         if (freeBytes is not long free) return;
-        var need = For(o, counts, startStep, datasetLength);
+        var need = For(o, counts, startStep, batchesPerEpoch);
         if (need.Bytes <= free) return;
         string Gb(long b) => HostMemory.Gigabytes(b);
         var fixes = new List<string>();

@@ -115,11 +115,71 @@ public class AspectRatioBucketsTests : IDisposable
     }
 
     [Fact]
-    public void BucketsNeedOneImageAStep_AndSidesInSteps()
+    public void BucketSidesMustBeInSteps()
     {
         var o = Options("x", 1);
-        Assert.Contains("-TrainBatchSize 1", Assert.Throws<ArgumentException>((o with { TrainBatchSize = 2 }).Validate).Message);
+        (o with { TrainBatchSize = 2 }).Validate();   // batches keep to one bucket
         Assert.Throws<ArgumentOutOfRangeException>((o with { BucketResolutionSteps = 12 }).Validate);
         Assert.Throws<ArgumentOutOfRangeException>((o with { MaxBucketResolution = 48 }).Validate);
+    }
+
+    /// <summary>The toy photos twice: as they are (96×80, the 64×64 bucket) and as portraits (the 48×80 bucket).</summary>
+    List<string> MixedImages()
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(_root, "mixed")).FullName;
+        foreach (var f in Directory.GetFiles(Path.Combine(Fixtures.Root, "..", "..", "examples", "data", "sks-toy"), "*.png"))
+            File.Copy(f, Path.Combine(dir, "landscape-" + Path.GetFileName(f)), overwrite: true);
+        foreach (var f in Directory.GetFiles(Portraits(), "*.png"))
+            File.Copy(f, Path.Combine(dir, "portrait-" + Path.GetFileName(f)), overwrite: true);
+        return ImageFiles.List(dir).ToList();
+    }
+
+    [Fact]
+    public void BatchesOfSeveralImages_KeepToTheBucketOfTheirInstanceImages()
+    {
+        var images = MixedImages();
+        Assert.Equal(8, images.Count);
+        var data = new DreamBoothDataset(images, Array.Empty<string>(), 64, centerCrop: true, randomFlip: false) { Buckets = new AspectRatioBuckets(64, 32, 128, 16) };
+        (int, int) SizeOf(int item) { var v = data.Plan(item, new Pcg32(0)).Instance; return (v.Width, v.Height); }
+        Assert.Equal(new[] { (64, 64), (48, 80) }, Enumerable.Range(0, 8).Select(SizeOf).Distinct().OrderByDescending(s => s.Item1));
+
+        var order = data.EpochOrder(3, new Pcg32(7));
+        var batches = data.Batches(order, 3);
+        Assert.Equal(Enumerable.Range(0, 8), order.Order());                 // every item once
+        Assert.Equal(4, batches.Count);                                      // 4 + 4 images in batches of 3: 2 batches each
+        Assert.Equal(4, data.BatchesPerEpoch(3));
+        Assert.Equal(order, batches.SelectMany(b => b));
+        Assert.All(batches, b => Assert.Single(b.Select(SizeOf).Distinct()));
+        Assert.All(batches, b => Assert.InRange(b.Length, 1, 3));
+        Assert.Equal(order, data.EpochOrder(3, new Pcg32(7)));                // seeded
+        Assert.NotEqual(order, data.EpochOrder(3, new Pcg32(8)));
+        Assert.Equal(3, data.BatchesPerEpoch(3, length: 6));                 // items 0–5: the 4 landscapes (2 batches), 2 portraits (1)
+
+        // One image a batch (and no buckets) keep diffusers' plain shuffle, so earlier runs resume as they were.
+        var plain = Enumerable.Range(0, 8).ToArray();
+        new Pcg32(7).Shuffle(plain);
+        Assert.Equal(plain, data.EpochOrder(1, new Pcg32(7)));
+        Assert.Equal(8, data.BatchesPerEpoch(1));
+    }
+
+    DreamBoothOptions MixedOptions(string output, int steps) => Options(output, steps) with
+    {
+        InstanceDataDirectory = Path.GetDirectoryName(MixedImages()[0])!, TrainBatchSize = 2, NumClassImages = 3,
+    };
+
+    [Fact]
+    public void BatchesOfTwo_TrainPortraitsAndLandscapesBesideClassImages_AndResumeExactly()
+    {
+        var logs = new List<string>();
+        var full = DreamBoothTrainer.Train(MixedOptions("full", 4), new TrainingEvents { Log = logs.Add }, CancellationToken.None);
+        Assert.Equal(4, full.Steps);
+        Assert.Contains("  Num batches each epoch = 4", logs);   // 8 items, two buckets of 4, batches of 2
+
+        var split = DreamBoothTrainer.Train(MixedOptions("split", 3), new TrainingEvents(), CancellationToken.None);
+        var resumed = DreamBoothTrainer.Resume(split.OutputDirectory, 4, new TrainingEvents(), CancellationToken.None);
+        using var a = SafetensorsFile.Open(Path.Combine(full.OutputDirectory, "unet", "diffusion_pytorch_model.safetensors"));
+        using var b = SafetensorsFile.Open(Path.Combine(resumed.OutputDirectory, "unet", "diffusion_pytorch_model.safetensors"));
+        var wb = b.ReadAll();
+        foreach (var (name, t) in a.ReadAll()) Assert.True(t.Equals(wb[name]), $"{name} differs after resume");
     }
 }

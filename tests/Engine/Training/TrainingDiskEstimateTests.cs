@@ -18,17 +18,17 @@ public class TrainingDiskEstimateTests
     {
         var source = PipelineMemory.Count(ModelSource.Resolve(Fixtures.TinySd));
         var c = source;
-        var e = TrainingDiskEstimate.For(Options, source, startStep: 0, datasetLength: 4);
+        var e = TrainingDiskEstimate.For(Options, source, startStep: 0, batchesPerEpoch: 4);
         Assert.Equal(10, e.Checkpoints);                         // steps 100…900 and the final one at 1000
         Assert.Equal(12 * c.Unet, e.CheckpointBytes);            // float32 weights + AdamW's two moments
         Assert.Equal(4 * c.Total, e.PipelineBytes);
         Assert.Equal(3, TrainingDiskEstimate.For(Options with { CheckpointsTotalLimit = 3 }, source, 0, 4).Checkpoints);
-        Assert.Equal(5, TrainingDiskEstimate.For(Options, source, startStep: 500, datasetLength: 4).Checkpoints);   // a resume at 500
+        Assert.Equal(5, TrainingDiskEstimate.For(Options, source, startStep: 500, batchesPerEpoch: 4).Checkpoints);   // a resume at 500
         Assert.Equal(6 * c.Unet + 8 * BlockwiseQuantization.BlockCount(c.Unet), TrainingDiskEstimate.For(Options with { Use8BitAdam = true }, source, 0, 4).CheckpointBytes);
         Assert.Equal(12 * (c.Unet + c.TextEncoder), TrainingDiskEstimate.For(Options with { TrainTextEncoder = true }, source, 0, 4).CheckpointBytes);
         var lora = TrainingDiskEstimate.For(Options with { LoRA = true }, source, 0, 4);
         Assert.Equal(0, lora.Bytes);                             // adapters only: megabytes, left out
-        // Without -MaxTrainSteps: epochs × steps per epoch (4 items, batch 1 → 4 steps an epoch; 2 epochs → 8, one final checkpoint).
+        // Without -MaxTrainSteps: epochs × steps per epoch (4 batches → 4 steps an epoch; 2 epochs → 8, one final checkpoint).
         Assert.Equal(1, TrainingDiskEstimate.For(Options with { MaxTrainSteps = null, NumTrainEpochs = 2 }, source, 0, 4).Checkpoints);
     }
 
