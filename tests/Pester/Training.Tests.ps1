@@ -137,6 +137,18 @@ Describe 'Start-DreamBoothTraining' {
             $e.CategoryInfo.Category | Should -Be 'InvalidData'
             $e.Exception.Message | Should -Match 'is empty'
         }
+        It '-ShuffleCaption and the caption dropouts augment the captions and say how; -KeepTokens alone is refused' {
+            $run = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'shuffled') -MaxTrainSteps 1 -ShuffleCaption -KeepTokens 1 `
+                -CaptionDropoutRate 0.25 -Confirm:$false -Verbose 4>&1
+            @($run | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message |
+                Should -Contain 'Caption augmentation (kohya-ss): tags shuffled after the first 1, 25% of captions empty; the frozen text encoder stays loaded to encode them each step.'
+            $settings = ($run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Settings
+            $settings.ShuffleCaption | Should -BeTrue
+            $settings.CaptionDropoutRate | Should -Be 0.25
+            $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'keep-only') -KeepTokens 1 } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $e.Exception.Message | Should -Match '-ShuffleCaption'
+        }
         It 'refuses an output folder that already has checkpoints' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory $out -MaxTrainSteps 2 } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidOperation'

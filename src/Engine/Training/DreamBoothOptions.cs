@@ -17,6 +17,14 @@ public sealed record DreamBoothOptions
     /// (<see cref="InstanceCaptions"/>). Null: one prompt for all, as diffusers.
     /// </summary>
     public string? CaptionExtension { get; init; }
+    // kohya-ss' caption augmentation of the instance prompts (CaptionAugmentation): tags shuffled past the kept ones,
+    // captions or single tags dropped at these rates.
+    public bool ShuffleCaption { get; init; }
+    public int KeepTokens { get; init; }
+    public string? KeepTokensSeparator { get; init; }
+    public double CaptionDropoutRate { get; init; }
+    public double CaptionTagDropoutRate { get; init; }
+    public int CaptionDropoutEveryNEpochs { get; init; }
     public string? ClassDataDirectory { get; init; }
     public string? ClassPrompt { get; init; }
     public bool WithPriorPreservation { get; init; }
@@ -164,6 +172,12 @@ public sealed record DreamBoothOptions
             Range(MaxBucketResolution >= Math.Max(MinBucketResolution, Resolution) && MaxBucketResolution % BucketResolutionSteps == 0, nameof(MaxBucketResolution), MaxBucketResolution,
                 $"must be a multiple of -BucketResolutionSteps ({BucketResolutionSteps}) and at least -MinBucketResolution and -Resolution");
         }
+        Range(KeepTokens >= 0, nameof(KeepTokens), KeepTokens, "cannot be negative");
+        Range(CaptionDropoutRate is >= 0 and <= 1, nameof(CaptionDropoutRate), CaptionDropoutRate, "must be between 0 and 1");
+        Range(CaptionTagDropoutRate is >= 0 and <= 1, nameof(CaptionTagDropoutRate), CaptionTagDropoutRate, "must be between 0 and 1");
+        Range(CaptionDropoutEveryNEpochs >= 0, nameof(CaptionDropoutEveryNEpochs), CaptionDropoutEveryNEpochs, "cannot be negative");
+        if ((KeepTokens > 0 || !string.IsNullOrEmpty(KeepTokensSeparator)) && !ShuffleCaption && CaptionTagDropoutRate == 0)
+            throw new ArgumentException($"{(KeepTokens > 0 ? "-KeepTokens" : "-KeepTokensSeparator")} says which tags -ShuffleCaption and -CaptionTagDropoutRate leave alone; add one of them.");
         Range(NoiseOffset is not double no || (no >= 0 && double.IsFinite(no)), nameof(NoiseOffset), NoiseOffset!, "cannot be negative");
         Range(ClipSkip >= 0, nameof(ClipSkip), ClipSkip, "cannot be negative");
         Range(TextEncoderLearningRate is not double te || (te > 0 && double.IsFinite(te)), nameof(TextEncoderLearningRate), TextEncoderLearningRate!, "must be a positive number");

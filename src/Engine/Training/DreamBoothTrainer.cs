@@ -54,6 +54,8 @@ public sealed class DreamBoothTrainer : IDisposable
     TrainingTrackers? _trackers;   // the run's loss log and TensorBoard events (--report_to)
     bool[] _isTextEncoderParameter = Array.Empty<bool>();   // per trainable parameter, in optimizer order
     bool _textEncoderFrozen;   // -StopTextEncoderTraining reached
+    CaptionAugmentation _captions = null!;   // kohya-ss' shuffled / dropped caption tags
+    int _epoch;   // the epoch being trained (caption dropout every N epochs)
 
     DreamBoothTrainer(DreamBoothOptions options, TrainingEvents events)
     {
@@ -62,6 +64,7 @@ public sealed class DreamBoothTrainer : IDisposable
         _device = DeviceSelection.Parse(options.Device);
         _frozenDType = options.MixedPrecision switch { "fp16" => ScalarType.Float16, "bf16" => ScalarType.BFloat16, _ => ScalarType.Float32 };
         _source = ModelSource.Resolve(options.Model);
+        _captions = CaptionAugmentation.For(options);
     }
 
     /// <summary>Starts a new run. Validates everything before loading weights.</summary>
@@ -173,6 +176,15 @@ public sealed class DreamBoothTrainer : IDisposable
                 _events.Warning?.Invoke($"{tooLong.Count} caption(s) are longer than the text encoder's {_tokenizer.ModelMaxLength} tokens and are cut off there, e.g. '{tooLong[0]}'. Shorten them to keep their ends.");
         }
 
+        if (_captions.IsActive)
+            _events.Log?.Invoke("Caption augmentation (kohya-ss): " + string.Join(", ", new[]
+            {
+                _o.ShuffleCaption ? $"tags shuffled after the first {_o.KeepTokens}" + (string.IsNullOrEmpty(_o.KeepTokensSeparator) ? "" : $" (or the part before '{_o.KeepTokensSeparator}')") : null,
+                _o.CaptionDropoutRate > 0 ? $"{_o.CaptionDropoutRate * 100:0.##}% of captions empty" : null,
+                _o.CaptionDropoutEveryNEpochs > 0 ? $"all captions empty every {_o.CaptionDropoutEveryNEpochs} epochs" : null,
+                _o.CaptionTagDropoutRate > 0 ? $"{_o.CaptionTagDropoutRate * 100:0.##}% of tags dropped" : null,
+            }.OfType<string>()) + (_o.TrainTextEncoder ? "." : "; the frozen text encoder stays loaded to encode them each step."));
+
         int batchesPerEpoch = _dataset.BatchesPerEpoch(_o.TrainBatchSize);
         int stepsPerEpoch = (batchesPerEpoch + _o.GradientAccumulationSteps - 1) / _o.GradientAccumulationSteps;
         int maxSteps = _o.MaxTrainSteps ?? _o.NumTrainEpochs * stepsPerEpoch;
@@ -238,6 +250,7 @@ public sealed class DreamBoothTrainer : IDisposable
                     _state.EpochOrder = _dataset.EpochOrder(_o.TrainBatchSize, random);
                 }
                 var batches = _dataset.Batches(_state.EpochOrder, _o.TrainBatchSize);
+                _epoch = epoch;
                 int micro = 0;
                 double accumulated = 0;
                 for (int b = _state.BatchInEpoch; b < batchesPerEpoch; b++)
@@ -357,7 +370,9 @@ public sealed class DreamBoothTrainer : IDisposable
         var planned = indices.Select(i => _dataset.Plan(i, random)).ToList();
         var views = planned.Select(p => p.Instance).Concat(planned.Where(p => p.Class is not null).Select(p => p.Class!.Value)).ToList();
         var prompts = indices.Select(i => _dataset.InstancePromptOf(i, _o.InstancePrompt))
+            .Select(p => _captions.IsActive ? _captions.Apply(p, _epoch, random) : p).ToList()
             .Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", views.Count - planned.Count)).ToList();
+        _events.BatchPrompts?.Invoke(prompts);
 
         Tensor total;
         if (views.Select(v => (v.Width, v.Height)).Distinct().Count() == 1)
@@ -420,7 +435,7 @@ public sealed class DreamBoothTrainer : IDisposable
             using (_textEncoderFrozen ? torch.no_grad() : null)
                 context = EncodePrompts(_tokenizer.EncodeBatch(prompts.ToList()).ToTensor().to(_device));
         else
-            context = torch.cat(prompts.Select(p => _promptEmbeddings![p]).ToArray(), 0);
+            context = torch.cat(prompts.Select(PromptEmbedding).ToArray(), 0);
 
         var unetDType = UnetDType;
         return DreamBoothLoss.Compute((x, t, c) =>
@@ -429,6 +444,17 @@ public sealed class DreamBoothTrainer : IDisposable
                 return unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType));
             }, _noiseScheduler, latents, noise, timesteps, context,
             withPrior, _o.PriorLossWeight, snrGamma).Loss;
+    }
+
+    /// <summary>
+    /// A frozen text encoder's embedding of a prompt: computed once where the prompts are fixed, each time for captions
+    /// that -ShuffleCaption and the caption dropouts change.
+    /// </summary>
+    Tensor PromptEmbedding(string prompt)
+    {
+        if (_promptEmbeddings!.TryGetValue(prompt, out var embedding)) return embedding;
+        using (torch.no_grad())
+            return EncodePrompts(_tokenizer.EncodeBatch(new[] { prompt }).ToTensor().to(_device)).to(ScalarType.Float32);
     }
 
     /// <summary>The text encoder's output the UNet is conditioned on: its last layer's, or -ClipSkip layers before.</summary>
@@ -537,7 +563,7 @@ public sealed class DreamBoothTrainer : IDisposable
                 var ids = _tokenizer.EncodeBatch(new[] { prompt }).ToTensor().to(_device);
                 _promptEmbeddings[prompt] = EncodePrompts(ids).to(ScalarType.Float32).DetachFromDisposeScope();
             }
-        if (!_o.HasValidation)
+        if (!_o.HasValidation && !_captions.IsActive)
         {
             _textEncoder.Dispose();
             _textEncoder = null!;

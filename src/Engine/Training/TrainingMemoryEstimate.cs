@@ -23,9 +23,9 @@ public sealed record TrainingMemoryEstimate(PipelineMemory.ParameterCounts Param
         {
             // LoRA's adapters are a fraction of a percent of the model: left out of a floor.
             long unetBytes = unet * (o.LoRA ? frozen : trained);
-            // A frozen text encoder is freed once the prompts are encoded, unless validation needs it.
+            // A frozen text encoder is freed once the prompts are encoded, unless validation or changing captions need it.
             long textEncoderBytes = o.TrainTextEncoder && !o.LoRA ? textEncoder * trained
-                : o.TrainTextEncoder || o.HasValidation ? textEncoder * frozen : 0;
+                : o.TrainTextEncoder || o.HasValidation || CaptionAugmentation.For(o).IsActive ? textEncoder * frozen : 0;
             bytes = unetBytes + textEncoderBytes + vae * frozen;
         }
         else

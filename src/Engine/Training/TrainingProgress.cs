@@ -35,6 +35,8 @@ public sealed class TrainingEvents
     /// gradients of the trainable parameters in their order (null: none; the host copies when they are offloaded).
     /// </summary>
     internal Action<int, IReadOnlyList<TorchSharp.torch.Tensor?>>? AfterBackward { get; init; }
+    /// <summary>Test hook: each micro-batch's prompts as trained (instance prompts after caption augmentation, then class prompts).</summary>
+    internal Action<IReadOnlyList<string>>? BatchPrompts { get; init; }
     /// <summary>Test hook: -OffloadOptimizerState also moves gradients on the CPU (a copy there), so that path runs without a GPU.</summary>
     internal bool OffloadGradientsOnCpu { get; init; }
     /// <summary>Test hook: the run's gradient offload, when it has one, after training (for its peak figures).</summary>

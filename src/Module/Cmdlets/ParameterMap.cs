@@ -9,6 +9,12 @@ public static class ParameterMap
         ["instance_data_dir"] = "InstanceDataDirectory",
         ["instance_prompt"] = "InstancePrompt",
         ["caption_extension"] = "CaptionExtension",   // kohya-ss sd-scripts
+        ["shuffle_caption"] = "ShuffleCaption",
+        ["keep_tokens"] = "KeepTokens",
+        ["keep_tokens_separator"] = "KeepTokensSeparator",
+        ["caption_dropout_rate"] = "CaptionDropoutRate",
+        ["caption_tag_dropout_rate"] = "CaptionTagDropoutRate",
+        ["caption_dropout_every_n_epochs"] = "CaptionDropoutEveryNEpochs",
         ["class_data_dir"] = "ClassDataDirectory",
         ["class_prompt"] = "ClassPrompt",
         ["with_prior_preservation"] = "WithPriorPreservation",

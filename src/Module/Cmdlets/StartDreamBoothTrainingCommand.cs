@@ -21,6 +21,18 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public string? InstancePrompt { get; set; }
     /// <summary>kohya-ss' --caption_extension: an instance image's prompt from the text file of this extension beside it.</summary>
     [Parameter] public string? CaptionExtension { get; set; }
+    /// <summary>kohya-ss' --shuffle_caption: an instance caption's comma-separated tags in a new order each time, after the first -KeepTokens.</summary>
+    [Parameter] public SwitchParameter ShuffleCaption { get; set; }
+    /// <summary>kohya-ss' --keep_tokens: tags at the front of a caption that -ShuffleCaption and -CaptionTagDropoutRate leave alone.</summary>
+    [Parameter, ValidateRange(0, 1000)] public int KeepTokens { get; set; }
+    /// <summary>kohya-ss' --keep_tokens_separator: the fixed part of a caption ends at this text (e.g. '|||') instead of after -KeepTokens tags.</summary>
+    [Parameter] public string? KeepTokensSeparator { get; set; }
+    /// <summary>kohya-ss' --caption_dropout_rate: the share of instance images trained with an empty caption.</summary>
+    [Parameter, ValidateRange(0.0, 1.0)] public double CaptionDropoutRate { get; set; }
+    /// <summary>kohya-ss' --caption_tag_dropout_rate: the share of a caption's tags (after the kept ones) dropped each time.</summary>
+    [Parameter, ValidateRange(0.0, 1.0)] public double CaptionTagDropoutRate { get; set; }
+    /// <summary>kohya-ss' --caption_dropout_every_n_epochs: every Nth epoch trains with empty instance captions.</summary>
+    [Parameter, ValidateRange(0, 100000)] public int CaptionDropoutEveryNEpochs { get; set; }
     [Parameter] [Alias("ClassDataDir")] public string? ClassDataDirectory { get; set; }
     [Parameter] public string? ClassPrompt { get; set; }
     [Parameter] public SwitchParameter WithPriorPreservation { get; set; }
@@ -125,6 +137,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
         var options = new DreamBoothOptions
         {
             Model = ResolveModel(Model!, Offline).Path, InstanceDataDirectory = ResolvePath(InstanceDataDirectory!), InstancePrompt = InstancePrompt!, CaptionExtension = CaptionExtension,
+            ShuffleCaption = ShuffleCaption, KeepTokens = KeepTokens, KeepTokensSeparator = KeepTokensSeparator, CaptionDropoutRate = CaptionDropoutRate,
+            CaptionTagDropoutRate = CaptionTagDropoutRate, CaptionDropoutEveryNEpochs = CaptionDropoutEveryNEpochs,
             ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
             WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
             SampleBatchSize = SampleBatchSize, PriorGenerationPrecision = PriorGenerationPrecision, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,
