@@ -50,6 +50,43 @@ Describe 'Invoke-DreamBoothInference' {
         $images | ForEach-Object { Test-Path $_.Path | Should -BeTrue }
     }
 
+    It '-InitImage starts from a picture (image to image) at its size, records it, and repeats when the image is piped back' {
+        $toy = Join-Path (Get-RepoRoot) 'examples/data/sks-toy/toy-1.png'
+        $img = Invoke-DreamBoothInference -Model $tiny -Prompt 'a photo of sks dog' -InitImage $toy -Strength 0.6 -Steps 5 -Seed 3 -OutputDirectory $out
+        $img.Width | Should -Be 96      # the toy photo's own size
+        $img.Height | Should -Be 80
+        $img.InitImage | Should -Be (Resolve-Path $toy).Path
+        $img.Strength | Should -Be 0.6
+        $text = Read-PngText $img.Path
+        $text['dreambooth:init_image'] | Should -Be (Resolve-Path $toy).Path
+        $text['parameters'] | Should -Match 'Denoising strength: 0\.6$'
+        $again = $img | Invoke-DreamBoothInference -OutputDirectory $out
+        $again.Strength | Should -Be 0.6
+        (Get-FileHash $again.Path).Hash | Should -Be (Get-FileHash $img.Path).Hash
+        # A text-to-image result piped back stays text to image.
+        $txt = $first | Invoke-DreamBoothInference -OutputDirectory $out
+        $txt | Should -HaveCount 1
+        $txt.InitImage | Should -BeNullOrEmpty
+        (Get-FileHash $txt.Path).Hash | Should -Be (Get-FileHash $first.Path).Hash
+    }
+
+    It '-InitImage that is missing or not a picture, and -Strength that leaves no step, stop before the model loads' {
+        $e = { Invoke-DreamBoothInference @common -Prompt 'x' -InitImage (Join-Path $out 'nope.png') } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $bad = Join-Path $out 'not-a-picture.png'
+        Set-Content $bad 'hello'
+        $e = { Invoke-DreamBoothInference @common -Prompt 'x' -InitImage $bad } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'InvalidData'
+        $toy = Join-Path (Get-RepoRoot) 'examples/data/sks-toy/toy-1.png'
+        $e = { Invoke-DreamBoothInference @common -Prompt 'x' -InitImage $toy -Strength 0.1 -Steps 5 } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $e.Exception.Message | Should -Match 'leaves no step'
+        $e = { Invoke-DreamBoothInference @common -Prompt 'x' -Strength 0.5 } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $e = { Invoke-DreamBoothInference @common -Prompt 'x' -InitImage $toy -Strength 1.5 } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+    }
+
     It 'gives identical PNG bytes for the same seed' {
         $a = Invoke-DreamBoothInference @common -Prompt 'same' -Seed 7
         $b = Invoke-DreamBoothInference @common -Prompt 'same' -Seed 7

@@ -11,8 +11,9 @@ public static class GenerationMetadata
         var parameters = img.Prompt
             + (string.IsNullOrEmpty(img.NegativePrompt) ? "" : "\nNegative prompt: " + img.NegativePrompt)
             + string.Format(ci, "\nSteps: {0}, Sampler: {1}, CFG scale: {2}, Seed: {3}, Size: {4}x{5}, Model: {6}",
-                img.Steps, img.Scheduler, img.GuidanceScale, img.Seed, img.Width, img.Height, Path.GetFileName(model.TrimEnd('/', '\\')));
-        return new Dictionary<string, string>
+                img.Steps, img.Scheduler, img.GuidanceScale, img.Seed, img.Width, img.Height, Path.GetFileName(model.TrimEnd('/', '\\')))
+            + (img.Strength is double s ? string.Format(ci, ", Denoising strength: {0}", s) : "");
+        var keys = new Dictionary<string, string>
         {
             ["parameters"] = parameters,
             ["dreambooth:prompt"] = img.Prompt,
@@ -25,5 +26,11 @@ public static class GenerationMetadata
             ["dreambooth:model"] = model,
             ["Software"] = "DreamBooth for PowerShell",
         };
+        if (img.InitImage is not null)
+        {
+            keys["dreambooth:init_image"] = img.InitImage;
+            keys["dreambooth:strength"] = img.Strength!.Value.ToString(ci);
+        }
+        return keys;
     }
 }

@@ -13,7 +13,8 @@ namespace DreamBooth.Engine.Pipelines;
 /// <summary>
 /// diffusers' StableDiffusionPipeline: tokenizer, CLIP text encoder, UNet, VAE and a scheduler configuration.
 /// Text-to-image follows __call__ step for step (classifier-free guidance with the negative embeddings first,
-/// latents × init_noise_sigma, decode of latents / scaling_factor).
+/// latents × init_noise_sigma, decode of latents / scaling_factor); with an init image, StableDiffusionImg2ImgPipeline's
+/// (the image's VAE latents noised to the first of the timesteps its strength leaves, then the same loop over those).
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
 {
@@ -73,7 +74,9 @@ public sealed class StableDiffusionPipeline : IDisposable
         CancellationToken cancellation = default, Action<GeneratedImage>? onImage = null)
     {
         options.Validate();
-        int height = options.Height ?? DefaultSize, width = options.Width ?? DefaultSize;
+        // Image-to-image: the image is encoded once; each output samples its latents from that with its own generator.
+        using var initImage = options.InitImage is null ? null : InitImage.Load(options.InitImage, options.Width, options.Height, VaeScaleFactor);
+        int height = (int?)initImage?.shape[2] ?? options.Height ?? DefaultSize, width = (int?)initImage?.shape[3] ?? options.Width ?? DefaultSize;
         if (height % VaeScaleFactor != 0 || width % VaeScaleFactor != 0)
             throw new ArgumentException($"Width and height must be multiples of {VaeScaleFactor} for this model.");
         var jobs = new List<(string Prompt, string Negative, long Seed, int Index)>();
@@ -89,6 +92,7 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         var results = new List<GeneratedImage>();
         var scheduler = CreateScheduler(options.Scheduler);
+        using var initLatents = initImage is null ? null : EncodeInitImage(initImage);
         for (int start = 0; start < jobs.Count; start += options.BatchSize)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -97,13 +101,14 @@ public sealed class StableDiffusionPipeline : IDisposable
             using var scope = torch.NewDisposeScope();
             Tensor? given = options.Latents?.narrow(0, start, batch.Count);
             var images = GenerateBatch(batch.Select(b => b.Prompt).ToList(), batch.Select(b => b.Negative).ToList(),
-                batch.Select(b => b.Seed).ToList(), given, options, scheduler, height, width,
+                batch.Select(b => b.Seed).ToList(), given, initLatents, options, scheduler, height, width,
                 (step, steps) => progress?.Report(new DenoiseProgress(start, jobs.Count, step, steps, sw.Elapsed)), cancellation);
             for (int i = 0; i < batch.Count; i++)
             {
                 var pixels = images[i].cpu().to(ScalarType.Float32).MoveToOuterDisposeScope();
                 var img = new GeneratedImage(pixels, batch[i].Prompt, batch[i].Negative, batch[i].Seed, options.Steps,
-                    options.GuidanceScale, scheduler.ClassName, width, height, sw.Elapsed / batch.Count, batch[i].Index);
+                    options.GuidanceScale, scheduler.ClassName, width, height, sw.Elapsed / batch.Count, batch[i].Index)
+                { InitImage = options.InitImage is null ? null : Path.GetFullPath(options.InitImage), Strength = options.InitImage is null ? null : options.Strength };
                 results.Add(img);
                 onImage?.Invoke(img);
             }
@@ -111,7 +116,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         return results;
     }
 
-    Tensor GenerateBatch(List<string> prompts, List<string> negatives, List<long> seeds, Tensor? givenLatents,
+    Tensor GenerateBatch(List<string> prompts, List<string> negatives, List<long> seeds, Tensor? givenLatents, Models.Autoencoders.DiagonalGaussianDistribution? initLatents,
         TextToImageOptions options, SchedulerBase scheduler, int height, int width, Action<int, int> onStep, CancellationToken cancellation)
     {
         using var _ = torch.no_grad();
@@ -121,18 +126,26 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         scheduler.SetTimesteps(options.Steps);
         long[] shape = { 1, Unet.Config.InChannels, height / VaeScaleFactor, width / VaeScaleFactor };
+        var timesteps = scheduler.Timesteps;
         Tensor latents;
-        if (givenLatents is not null) latents = givenLatents.to(ScalarType.Float32).to(Device);
+        if (initLatents is not null)
+        {
+            (timesteps, latents) = StartFromImage(initLatents, seeds, options, scheduler);
+            latents = latents.to(DType);
+        }
         else
         {
-            // diffusers' randn_tensor with a CPU generator: draw on the CPU, then move.
-            var parts = seeds.Select(s => { using var g = new torch.Generator((ulong)s); return torch.randn(shape, dtype: ScalarType.Float32, generator: g); }).ToArray();
-            latents = torch.cat(parts, 0).to(Device);
+            if (givenLatents is not null) latents = givenLatents.to(ScalarType.Float32).to(Device);
+            else
+            {
+                // diffusers' randn_tensor with a CPU generator: draw on the CPU, then move.
+                var parts = seeds.Select(s => { using var g = new torch.Generator((ulong)s); return torch.randn(shape, dtype: ScalarType.Float32, generator: g); }).ToArray();
+                latents = torch.cat(parts, 0).to(Device);
+            }
+            latents = (latents * scheduler.InitNoiseSigma).to(DType);
         }
-        latents = (latents * scheduler.InitNoiseSigma).to(DType);
         using var stepGenerator = new torch.Generator((ulong)seeds[0]);
 
-        var timesteps = scheduler.Timesteps;
         int steps = (int)timesteps.shape[0];
         for (int i = 0; i < steps; i++)
         {
@@ -152,6 +165,57 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         var decoded = Vae.Decode(latents / Vae.ScalingFactor);
         return (decoded.to(ScalarType.Float32) / 2 + 0.5).clamp(0, 1);
+    }
+
+    /// <summary>The init image's latent distribution (the VAE run once, in the pipeline's precision).</summary>
+    Models.Autoencoders.DiagonalGaussianDistribution EncodeInitImage(Tensor image)
+    {
+        using var _ = torch.no_grad();
+        return Vae.Encode(image.to(Device).to(DType));
+    }
+
+    /// <summary>
+    /// get_timesteps and prepare_latents: the loop's timesteps (the first int(steps · strength) skipped; the scheduler's
+    /// index starts there) and the init image's latents noised to the first of them. After SetTimesteps.
+    /// </summary>
+    (Tensor Timesteps, Tensor Latents) StartFromImage(Models.Autoencoders.DiagonalGaussianDistribution initLatents, List<long> seeds,
+        TextToImageOptions options, SchedulerBase scheduler)
+    {
+        int begin = InitImage.SkippedSteps(options.Steps, options.Strength) * scheduler.Order;
+        var timesteps = scheduler.Timesteps[TensorIndex.Slice(begin)];
+        scheduler.SetBeginIndex(begin);
+        return (timesteps, NoisedInitLatents(initLatents, seeds, scheduler, timesteps[TensorIndex.Slice(0, 1)]));
+    }
+
+    /// <summary>Test hook: the timesteps and noised latents image-to-image starts its first image from.</summary>
+    internal (Tensor Timesteps, Tensor Latents) ImageToImageStart(TextToImageOptions options)
+    {
+        options.Validate();
+        using var image = InitImage.Load(options.InitImage!, options.Width, options.Height, VaeScaleFactor);
+        using var dist = EncodeInitImage(image);
+        using var scheduler = CreateScheduler(options.Scheduler);
+        scheduler.SetTimesteps(options.Steps);
+        var (timesteps, latents) = StartFromImage(dist, new List<long> { options.Seed }, options, scheduler);
+        return (timesteps.clone(), latents);
+    }
+
+    /// <summary>
+    /// prepare_latents with a generator per image (seed + i): a latent sample of the init image times scaling_factor,
+    /// then noise from the same generator, added by the scheduler at the first timestep of the loop.
+    /// </summary>
+    Tensor NoisedInitLatents(Models.Autoencoders.DiagonalGaussianDistribution dist, List<long> seeds, SchedulerBase scheduler, Tensor firstTimestep)
+    {
+        using var scope = torch.NewDisposeScope();
+        var samples = new List<Tensor>();
+        var noises = new List<Tensor>();
+        foreach (var seed in seeds)
+        {
+            using var g = new torch.Generator((ulong)seed);
+            samples.Add(dist.Sample(g).to(ScalarType.Float32) * Vae.ScalingFactor);
+            noises.Add(torch.randn(dist.Mean.shape, dtype: ScalarType.Float32, generator: g).to(Device));
+        }
+        var t = firstTimestep.repeat(seeds.Count);
+        return scheduler.AddNoise(torch.cat(samples.ToArray(), 0), torch.cat(noises.ToArray(), 0), t).MoveToOuterDisposeScope();
     }
 
     /// <summary>Replaces the UNet (e.g. with a trained one); the old one is disposed.</summary>

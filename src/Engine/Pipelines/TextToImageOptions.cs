@@ -21,6 +21,14 @@ public sealed record TextToImageOptions
     public int ClipSkip { get; init; }
     /// <summary>Optional initial latents [N,4,h,w] (before init_noise_sigma scaling), as diffusers' latents=.</summary>
     public TorchSharp.torch.Tensor? Latents { get; init; }
+    /// <summary>
+    /// Image-to-image (diffusers' StableDiffusionImg2ImgPipeline): the image file every output starts from, encoded by
+    /// the VAE and noised to the level <see cref="Strength"/> picks (<see cref="InitImage"/>). Its size is the output's
+    /// unless Width and Height are given. Null: text to image.
+    /// </summary>
+    public string? InitImage { get; init; }
+    /// <summary>How far from the init image to go: 0 keeps it, 1 replaces it; int(Steps · Strength) steps are run (diffusers' default 0.8).</summary>
+    public double Strength { get; init; } = 0.8;
 
     public void Validate()
     {
@@ -33,6 +41,13 @@ public sealed record TextToImageOptions
         if (NegativePrompts is { Count: > 1 } n && n.Count != Prompts.Count)
             throw new ArgumentException($"Give one negative prompt, or one per prompt ({Prompts.Count}); got {n.Count}.");
         if (ClipSkip < 0) throw new ArgumentOutOfRangeException(nameof(ClipSkip), ClipSkip, "Clip skip cannot be negative.");
+        if (InitImage is not null)
+        {
+            if (Strength is < 0 or > 1 || double.IsNaN(Strength)) throw new ArgumentOutOfRangeException(nameof(Strength), Strength, "Strength must be between 0 and 1.");
+            if (Pipelines.InitImage.SkippedSteps(Steps, Strength) >= Steps)
+                throw new ArgumentException($"Strength {Strength} of {Steps} steps leaves no step to run (int({Steps} × {Strength}) = 0): raise the strength or the steps.");
+            if (Latents is not null) throw new ArgumentException("Give initial latents or an init image, not both.");
+        }
     }
 }
 
@@ -42,4 +57,9 @@ public sealed record DenoiseProgress(int Image, int ImageCount, int Step, int St
 /// <summary>One generated image: [3,H,W] float in [0,1] on the CPU, with what made it.</summary>
 public sealed record GeneratedImage(
     TorchSharp.torch.Tensor Pixels, string Prompt, string NegativePrompt, long Seed, int Steps, double GuidanceScale,
-    string Scheduler, int Width, int Height, TimeSpan Duration, int Index);
+    string Scheduler, int Width, int Height, TimeSpan Duration, int Index)
+{
+    /// <summary>Image-to-image: the init image's full path and the strength; null for text to image.</summary>
+    public string? InitImage { get; init; }
+    public double? Strength { get; init; }
+}

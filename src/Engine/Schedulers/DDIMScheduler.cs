@@ -89,6 +89,5 @@ public sealed class DDIMScheduler : SchedulerBase
         return prev.MoveToOuterDisposeScope();
     }
 
-    public Tensor AddNoise(Tensor original, Tensor noise, Tensor timesteps) => AddNoiseWithAlphas(original, noise, timesteps);
     public Tensor GetVelocity(Tensor sample, Tensor noise, Tensor timesteps) => VelocityWithAlphas(sample, noise, timesteps);
 }

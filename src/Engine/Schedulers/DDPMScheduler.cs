@@ -81,9 +81,6 @@ public sealed class DDPMScheduler : SchedulerBase
         return prev.MoveToOuterDisposeScope();
     }
 
-    /// <summary>q(x_t | x_0) for a batch of int64 timesteps (train_dreambooth.py's noisy_model_input).</summary>
-    public Tensor AddNoise(Tensor original, Tensor noise, Tensor timesteps) => AddNoiseWithAlphas(original, noise, timesteps);
-
     /// <summary>The v-prediction target for a batch of int64 timesteps.</summary>
     public Tensor GetVelocity(Tensor sample, Tensor noise, Tensor timesteps) => VelocityWithAlphas(sample, noise, timesteps);
 }

@@ -29,6 +29,8 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
     readonly Tensor?[] modelOutputs;   // the last solver_order converted outputs (x0 predictions), oldest first
     int lowerOrderNums;
     public int? StepIndex { get; private set; }
+    /// <summary>Where <see cref="SetBeginIndex"/> put the first step (image-to-image); null: found from the first timestep.</summary>
+    public int? BeginIndex { get; private set; }
 
     public DPMSolverMultistepScheduler(ConfigJson config, IReadOnlyDictionary<string, JsonNode?>? overrides = null)
         : this(SchedulerConfig.Resolve(config, DiffusersClassName, Defaults, overrides)) { }
@@ -98,6 +100,7 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
         for (int i = 0; i < modelOutputs.Length; i++) { modelOutputs[i]?.Dispose(); modelOutputs[i] = null; }
         lowerOrderNums = 0;
         StepIndex = null;
+        BeginIndex = null;
     }
 
     int IndexForTimestep(double timestep)
@@ -105,6 +108,20 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
         var idx = IndicesOf(timestep);
         if (idx.Count == 0) return timestepValues.Length - 1;
         return idx.Count > 1 ? idx[1] : idx[0];
+    }
+
+    public override void SetBeginIndex(int index) => BeginIndex = index;
+
+    /// <summary>alpha_t · x0 + sigma_t · noise at the sigma of the current step, else of the begin index, else of each timestep.</summary>
+    public override Tensor AddNoise(Tensor original, Tensor noise, Tensor timesteps)
+    {
+        using var scope = NewDisposeScope();
+        var ts = timesteps.cpu().to(ScalarType.Float64).flatten().data<double>().ToArray();
+        var factors = ts.Select(t => AlphaSigma(sigmaValues[BeginIndex is null ? IndexForTimestep(t) : StepIndex ?? BeginIndex.Value])).ToArray();
+        var shape = new long[] { -1 }.Concat(Enumerable.Repeat(1L, (int)original.dim() - 1)).ToArray();
+        var alpha = torch.tensor(factors.Select(f => f.alpha).ToArray(), dtype: original.dtype, device: original.device).reshape(shape);
+        var sigma = torch.tensor(factors.Select(f => f.sigma).ToArray(), dtype: original.dtype, device: original.device).reshape(shape);
+        return (alpha * original + sigma * noise).MoveToOuterDisposeScope();
     }
 
     static (float alpha, float sigma) AlphaSigma(float sigma)
@@ -131,7 +148,7 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
     {
         RequireTimesteps();
         using var scope = NewDisposeScope();
-        int i = StepIndex ??= IndexForTimestep(timestep);
+        int i = StepIndex ??= BeginIndex ?? IndexForTimestep(timestep);
         int n = timestepValues.Length;
         bool lowerOrderFinal = i == n - 1 && (Config.EulerAtFinal || (Config.LowerOrderFinal && n < 15) || Config.FinalSigmasType == "zero");
         bool lowerOrderSecond = i == n - 2 && Config.LowerOrderFinal && n < 15;

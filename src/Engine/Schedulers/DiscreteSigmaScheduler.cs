@@ -11,6 +11,8 @@ namespace DreamBooth.Engine.Schedulers;
 public abstract class DiscreteSigmaScheduler : SchedulerBase
 {
     public int? StepIndex { get; protected set; }
+    /// <summary>Where <see cref="SetBeginIndex"/> put the first step (image-to-image); null: found from the first timestep.</summary>
+    public int? BeginIndex { get; private set; }
 
     protected DiscreteSigmaScheduler(SchedulerConfig config) : base(config)
     {
@@ -50,6 +52,7 @@ public abstract class DiscreteSigmaScheduler : SchedulerBase
         var ts = timesteps.Select(t => (float)t).ToArray();
         SetSchedule(torch.tensor(ts), ts.Select(t => (double)t).ToArray(), sig);
         StepIndex = null;
+        BeginIndex = null;
         OnSetTimesteps();
     }
 
@@ -68,7 +71,24 @@ public abstract class DiscreteSigmaScheduler : SchedulerBase
         return idx.Count > 1 ? idx[1] : idx[0];
     }
 
-    protected int EnsureStepIndex(double timestep) => StepIndex ??= IndexForTimestep(timestep);
+    protected int EnsureStepIndex(double timestep) => StepIndex ??= BeginIndex ?? IndexForTimestep(timestep);
+
+    public override void SetBeginIndex(int index) => BeginIndex = index;
+
+    /// <summary>x0 + noise · sigma: the sigma of the current step, else of the begin index, else of each timestep.</summary>
+    public override Tensor AddNoise(Tensor original, Tensor noise, Tensor timesteps)
+    {
+        using var scope = NewDisposeScope();
+        var sigma = torch.tensor(SigmasFor(timesteps), dtype: original.dtype, device: original.device)
+            .reshape(new long[] { -1 }.Concat(Enumerable.Repeat(1L, (int)original.dim() - 1)).ToArray());
+        return (original + noise * sigma).MoveToOuterDisposeScope();
+    }
+
+    float[] SigmasFor(Tensor timesteps)
+    {
+        var ts = timesteps.cpu().to(ScalarType.Float64).flatten().data<double>().ToArray();
+        return ts.Select(t => sigmaValues[BeginIndex is null ? IndexForTimestep(t) : StepIndex ?? BeginIndex.Value]).ToArray();
+    }
 
     public override Tensor ScaleModelInput(Tensor sample, double timestep)
     {

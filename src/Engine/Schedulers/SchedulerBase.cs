@@ -57,6 +57,20 @@ public abstract class SchedulerBase : IDisposable
     /// <summary>One denoising step; returns prev_sample. <paramref name="generator"/> feeds the stochastic schedulers (null = global CPU generator).</summary>
     public abstract Tensor Step(Tensor modelOutput, double timestep, Tensor sample, Generator? generator = null);
 
+    /// <summary>
+    /// diffusers' add_noise: x0 noised to a batch of timesteps (int64 for the alpha-based schedulers): sqrt(abar_t) x0 +
+    /// sqrt(1-abar_t) noise here, the sigma of the step for the sigma-based ones. Training's noisy_model_input and the
+    /// image-to-image pipeline's start.
+    /// </summary>
+    public virtual Tensor AddNoise(Tensor original, Tensor noise, Tensor timesteps) => AddNoiseWithAlphas(original, noise, timesteps);
+
+    /// <summary>
+    /// diffusers' set_begin_index, which image-to-image calls after set_timesteps: the loop starts at this index of
+    /// <see cref="Timesteps"/>. Only schedulers that keep a step index have one; the others find their place from the
+    /// timestep itself.
+    /// </summary>
+    public virtual void SetBeginIndex(int index) { }
+
     protected void SetSchedule(Tensor timesteps, double[] values, float[]? sigmas)
     {
         Timesteps.Dispose();

@@ -6,7 +6,7 @@ using DreamBooth.Engine.Pipelines;
 namespace DreamBooth.Cmdlets;
 
 /// <summary>
-/// <para type="synopsis">Generates images from text with a Stable Diffusion model, a DreamBooth output or a checkpoint.</para>
+/// <para type="synopsis">Generates images from text (or from a starting image, -InitImage) with a Stable Diffusion model, a DreamBooth output or a checkpoint.</para>
 /// </summary>
 [Cmdlet(VerbsLifecycle.Invoke, "DreamBoothInference")]
 [OutputType(typeof(DreamBoothImage))]
@@ -56,6 +56,15 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(SchedulerNameCompleter))]
     public string? Scheduler { get; set; }
+
+    /// <summary>Image-to-image: the picture each image starts from (diffusers' StableDiffusionImg2ImgPipeline); its size is the output's unless -Width/-Height are given.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Image")]
+    public string? InitImage { get; set; }   // no ValidateNotNullOrEmpty: a piped text-to-image DreamBoothImage binds its null
+
+    /// <summary>With -InitImage: how far to move from it, 0 (unchanged) to 1 (replaced); int(Steps × Strength) steps run.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public double? Strength { get; set; }   // range checked in ProcessRecord: a piped text-to-image DreamBoothImage binds its null
 
     [Parameter]
     [ValidateRange(0, 1000)]   // the engine checks it against the text encoder's own layer count (12 in SD 1.x, 23 in SD 2.x)
@@ -114,6 +123,30 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
                 loras.Add(new Engine.Lora.LoRAReference(file, scales.Length == 1 ? scales[0] : scales[i]));
             }
         }
+        string? initImage = null;
+        if (string.IsNullOrEmpty(InitImage)) InitImage = null;
+        if (Strength is not null && InitImage is null)
+            ThrowInputError("-Strength needs -InitImage <picture>.", ErrorCategory.InvalidArgument, Strength, "StrengthWithoutInitImage");
+        if (Strength is double s && !(s >= 0 && s <= 1))
+            ThrowInputError($"-Strength must be between 0 (keep the init image) and 1 (replace it); got {s}.", ErrorCategory.InvalidArgument, Strength, "StrengthOutOfRange");
+        if (InitImage is not null)
+        {
+            initImage = ResolvePath(InitImage);
+            int width, height;
+            try { using var probe = ImageLoader.LoadRgb(initImage); (width, height) = (probe.Width, probe.Height); }
+            catch (Exception e) when (e is FileNotFoundException or ImageLoadException)
+            {
+                ThrowInputError(e.Message + (e is FileNotFoundException ? " Pass the path of a picture as -InitImage." : ""),
+                    e is FileNotFoundException ? ErrorCategory.ObjectNotFound : ErrorCategory.InvalidData, InitImage, "InitImageUnreadable");
+                return;
+            }
+            int steps = Steps - Engine.Pipelines.InitImage.SkippedSteps(Steps, Strength ?? 0.8);
+            if (steps < 1)
+                ThrowInputError($"-Strength {Strength} of -Steps {Steps} leaves no step to run (int({Steps} × {Strength}) = 0): raise -Strength or -Steps.",
+                    ErrorCategory.InvalidArgument, Strength, "StrengthLeavesNoStep");
+            if ((Width is null || Height is null) && Math.Max(width, height) > 1536)
+                WriteWarning($"The init image is {width}×{height} pixels and, as in diffusers, the images come out at its size unless -Width and -Height say otherwise; that takes much memory and time. Pass e.g. -Width 512 -Height {Math.Max(8, (int)Math.Round(512.0 * height / width / 8) * 8)}.");
+        }
         var outputDir = ResolvePath(OutputDirectory);
         long seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue);
         var options = new TextToImageOptions
@@ -121,6 +154,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
             Prompts = Prompt, NegativePrompts = NegativePrompt is null ? null : new[] { NegativePrompt },
             ImagesPerPrompt = Count, Steps = Steps, GuidanceScale = GuidanceScale, Width = Width, Height = Height,
             Seed = seed, Scheduler = Scheduler, BatchSize = BatchSize, ClipSkip = ClipSkip,
+            InitImage = initImage, Strength = Strength ?? 0.8,
         };
         int total = Prompt.Length * Count;
 
@@ -155,7 +189,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     {
         Path = path, Prompt = img.Prompt, NegativePrompt = img.NegativePrompt, Seed = img.Seed, Steps = img.Steps,
         GuidanceScale = img.GuidanceScale, Scheduler = img.Scheduler, Width = img.Width, Height = img.Height,
-        Model = model, Duration = img.Duration, TrainingStep = step,
+        Model = model, Duration = img.Duration, TrainingStep = step, InitImage = img.InitImage, Strength = img.Strength,
     };
 
     static string UniqueFile(string dir, string stem)

@@ -14,6 +14,9 @@ public sealed class DreamBoothImage
     public int Height { get; init; }
     public string Model { get; init; } = "";
     public TimeSpan Duration { get; init; }
+    /// <summary>Image-to-image: the picture it started from, and how far it moved from it (0 to 1); null for text to image.</summary>
+    public string? InitImage { get; init; }
+    public double? Strength { get; init; }
     /// <summary>The training step that produced it (validation images only).</summary>
     public int? TrainingStep { get; init; }
     public override string ToString() => Path;

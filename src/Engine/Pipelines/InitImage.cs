@@ -1,0 +1,42 @@
+using DreamBooth.Engine.IO;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DreamBooth.Engine.Pipelines;
+
+/// <summary>
+/// The starting image of image-to-image, as diffusers' VaeImageProcessor.preprocess prepares it: RGB (EXIF orientation
+/// applied), resized (Lanczos) to the asked size, or kept at its own size rounded down to a multiple of 8 when none is
+/// asked, then [1, 3, H, W] in [−1, 1]. diffusers rounds to the VAE's scale factor, 8 for Stable Diffusion.
+/// </summary>
+public static class InitImage
+{
+    /// <summary>The output size for an init image of <paramref name="width"/> × <paramref name="height"/> pixels.</summary>
+    public static (int Width, int Height) SizeFor(int width, int height, int? askedWidth, int? askedHeight, int vaeScaleFactor)
+    {
+        int multiple = Math.Max(8, vaeScaleFactor);
+        int w = askedWidth ?? width - width % multiple, h = askedHeight ?? height - height % multiple;
+        if (w < multiple || h < multiple)
+            throw new ArgumentException($"The init image is {width}×{height} pixels; it must be at least {multiple}×{multiple}.");
+        return (w, h);
+    }
+
+    /// <summary>Loads <paramref name="path"/> at the size <see cref="SizeFor"/> gives: [1, 3, H, W] float32 in [−1, 1] on the CPU.</summary>
+    public static Tensor Load(string path, int? width, int? height, int vaeScaleFactor)
+    {
+        using var image = ImageLoader.LoadRgb(path);
+        var (w, h) = SizeFor(image.Width, image.Height, width, height, vaeScaleFactor);
+        using var resized = w == image.Width && h == image.Height ? null : image.Clone(x => x.Resize(w, h, KnownResamplers.Lanczos3));
+        using var scope = torch.NewDisposeScope();
+        return ImageTensor.FromImage(resized ?? image).mul_(2).sub_(1).unsqueeze(0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// diffusers' get_timesteps: how many of <paramref name="steps"/> the image skips, t_start = steps − int(steps ·
+    /// strength); the loop runs the remaining timesteps from the one whose noise level the image is brought to.
+    /// </summary>
+    public static int SkippedSteps(int steps, double strength) => Math.Max(steps - Math.Min((int)(steps * strength), steps), 0);
+}
