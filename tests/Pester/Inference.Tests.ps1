@@ -133,6 +133,12 @@ Describe 'Invoke-DreamBoothInference' {
             $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
             $e.Exception.Message | Should -Match 'multiple of 8'
         }
+        It 'a size no memory holds is ResourceUnavailable before the first step, and the session goes on' {
+            $e = { Invoke-DreamBoothInference @common -Prompt x -Width 32768 -Height 32768 -Device cpu -Precision fp32 } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'ResourceUnavailable'
+            $e.Exception.Message | Should -Match 'smaller -Width and -Height'
+            (Invoke-DreamBoothInference @common -Prompt x -Seed 1) | Should -HaveCount 1
+        }
         It 'an unknown scheduler is InvalidArgument and lists the known ones' {
             $e = { Invoke-DreamBoothInference @common -Prompt x -Scheduler 'nope' } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidArgument'

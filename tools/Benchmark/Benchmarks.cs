@@ -21,6 +21,7 @@ public static class Benchmarks
     public static int Run(string name, string repo, string[] args)
     {
         if (name == "generate-sd14") return GenerateSd14(repo, args);
+        if (name == "generate-memory-sd14") return GenerateMemorySd14(repo, args);
         if (name != "train-sd14") { Console.Error.WriteLine($"unknown benchmark '{name}'"); return 2; }
         // --no-prior: batch 1 without prior preservation, the configuration of the diffusers anchor (UNet batch 1).
         bool prior = !args.Contains("--no-prior");
@@ -191,6 +192,41 @@ public static class Benchmarks
         }
         string peak = deviceMemory.PeakBytes is long b ? $"{b / 1073741824.0:F2} GB ({deviceMemory.Source})" : deviceMemory.Source;
         Program.Report($"SD-1.4 shape, 512 px, {steps} steps DPM-Solver++, CFG 7.5, {dtype} on {device} (median of 3 after a warm-up); peak device memory {peak}", times.Skip(1).ToList());
+        return 0;
+    }
+
+    /// <summary>
+    /// generate-memory-sd14 WIDTH HEIGHT [batch=1] [--init] [--dtype T] [workdir]: what one generation (1 DDIM step, CFG)
+    /// adds to host memory above the loaded pipeline on the CPU: the peak RSS after the load (VmHWM reset) minus the RSS
+    /// before it; with --init as image to image from a WIDTH×HEIGHT picture. Run each size in its own process.
+    /// </summary>
+    static int GenerateMemorySd14(string repo, string[] args)
+    {
+        var dtype = DreamBooth.Engine.DeviceSelection.ParsePrecision(BenchmarkArgs.Option(args, "--dtype", "fp32"), torch.CPU);
+        bool init = args.Contains("--init");
+        var rest = BenchmarkArgs.Positional(args, "--dtype").Where(a => a != "--init").ToArray();
+        int width = int.Parse(rest[0]), height = int.Parse(rest[1]), batch = rest.Length > 2 ? int.Parse(rest[2]) : 1;
+        string work = rest.Length > 3 ? rest[3] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
+        var folder = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
+        using var pipe = DreamBooth.Engine.Pipelines.StableDiffusionPipeline.FromPretrained(folder, dtype, torch.CPU);
+        string? initPng = null;
+        if (init)
+        {
+            initPng = Path.Combine(work, $"init-{width}x{height}.png");
+            using var noise = torch.rand(3, height, width);
+            DreamBooth.Engine.IO.PngWriter.Save(noise, initPng, new Dictionary<string, string>());
+        }
+        GC.Collect();
+        File.WriteAllText("/proc/self/clear_refs", "5");   // VmHWM := current RSS
+        double before = Program.PeakRssGB();
+        var options = new DreamBooth.Engine.Pipelines.TextToImageOptions
+        {
+            Prompts = new[] { "a photo of sks dog" }, Steps = 1, Seed = 0, Scheduler = "DDIMScheduler", Width = width, Height = height,
+            ImagesPerPrompt = batch, BatchSize = batch, InitImage = initPng, Strength = 1.0,
+        };
+        var sw = Stopwatch.StartNew();
+        foreach (var img in pipe.Generate(options)) img.Pixels.Dispose();
+        Console.WriteLine($"| {width}x{height} | batch {batch} | {(init ? "image to image" : "text to image")} | {dtype} | RSS after load {before:F2} GB | peak {Program.PeakRssGB():F2} GB | added {Program.PeakRssGB() - before:F2} GB | {sw.Elapsed.TotalSeconds:F1} s |");
         return 0;
     }
 

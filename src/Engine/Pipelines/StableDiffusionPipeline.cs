@@ -89,6 +89,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         if (options.Latents is not null && options.Latents.shape[0] != jobs.Count)
             throw new ArgumentException($"Given latents have batch {options.Latents.shape[0]} but {jobs.Count} images are asked for.");
+        // On the CPU a generation too large for memory would end the process (OOM killer), not fail: refuse it first.
+        GenerationMemory.EnsureFits(Vae.Config, Device, DType, width, height, Math.Min(options.BatchSize, jobs.Count), HostMemory.AvailableBytes());
 
         var results = new List<GeneratedImage>();
         var scheduler = CreateScheduler(options.Scheduler);
