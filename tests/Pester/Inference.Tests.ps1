@@ -70,6 +70,22 @@ Describe 'Invoke-DreamBoothInference' {
         (Get-FileHash $txt.Path).Hash | Should -Be (Get-FileHash $first.Path).Hash
     }
 
+    It '-MaskImage paints the white part of the mask anew (inpainting), at strength 1 unless told, and says so on the image' {
+        $toy = Join-Path (Get-RepoRoot) 'examples/data/sks-toy/toy-1.png'
+        $mask = Join-Path (Get-RepoRoot) 'tests/fixtures/img2img/inpaint/mask.png'
+        $img = Invoke-DreamBoothInference -Model $tiny -Prompt 'a photo of sks dog' -InitImage $toy -MaskImage $mask -Steps 3 -Seed 3 -OutputDirectory $out
+        $img.Width | Should -Be 96
+        $img.Strength | Should -Be 1
+        $img.MaskImage | Should -Be (Resolve-Path $mask).Path
+        (Read-PngText $img.Path)['dreambooth:mask_image'] | Should -Be (Resolve-Path $mask).Path
+        $again = $img | Invoke-DreamBoothInference -OutputDirectory $out
+        (Get-FileHash $again.Path).Hash | Should -Be (Get-FileHash $img.Path).Hash
+        $e = { Invoke-DreamBoothInference @common -Prompt 'x' -MaskImage $mask } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $e = { Invoke-DreamBoothInference @common -Prompt 'x' -InitImage $toy -MaskImage (Join-Path $out 'no-mask.png') } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+    }
+
     It '-InitImage that is missing or not a picture, and -Strength that leaves no step, stop before the model loads' {
         $e = { Invoke-DreamBoothInference @common -Prompt 'x' -InitImage (Join-Path $out 'nope.png') } | Should -Throw -PassThru
         $e.CategoryInfo.Category | Should -Be 'ObjectNotFound'

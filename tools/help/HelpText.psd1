@@ -27,13 +27,14 @@
             Parameters = @{}
         }
         'Invoke-DreamBoothInference' = @{
-            Synopsis = 'Generates images from text (or from a starting image, -InitImage) with a Stable Diffusion model, a DreamBooth output or a checkpoint.'
-            Description = 'With -InitImage it works as diffusers'' StableDiffusionImg2ImgPipeline: the picture is encoded by the VAE, noised to the level -Strength picks, and denoised for the remaining int(Steps x Strength) steps. Writes one PNG per image into -OutputDirectory, with the generation parameters in PNG text chunks (an A1111-style "parameters" entry and dreambooth:* keys), and emits one DreamBoothImage per image. Prompts can come from the pipeline. The model stays loaded for the next call (see Clear-DreamBoothModelCache). Ctrl+C stops between denoising steps.'
+            Synopsis = 'Generates images from text (or from a starting image, -InitImage, and a mask, -MaskImage) with a Stable Diffusion model, a DreamBooth output or a checkpoint.'
+            Description = 'With -InitImage it works as diffusers'' StableDiffusionImg2ImgPipeline: the picture is encoded by the VAE, noised to the level -Strength picks, and denoised for the remaining int(Steps x Strength) steps; with -MaskImage too, as its StableDiffusionInpaintPipeline. Writes one PNG per image into -OutputDirectory, with the generation parameters in PNG text chunks (an A1111-style "parameters" entry and dreambooth:* keys), and emits one DreamBoothImage per image. Prompts can come from the pipeline. The model stays loaded for the next call (see Clear-DreamBoothModelCache). Ctrl+C stops between denoising steps.'
             Examples = @(
                 @{ Code = "Invoke-DreamBoothInference -Model ./sks-dog-model -Prompt 'a photo of sks dog on the beach' -Steps 30 -Seed 42 -Scheduler dpm++2m"; Remarks = 'One image from a trained model, reproducible with the seed.' }
                 @{ Code = "'a photo of sks dog', 'a painting of sks dog' | Invoke-DreamBoothInference -Model ./sks-dog-model/checkpoint-400 -Count 4"; Remarks = 'Four images for each prompt from a training checkpoint.' }
                 @{ Code = "Invoke-DreamBoothInference -Model stable-diffusion-v1-5/stable-diffusion-v1-5 -Prompt 'a red bicycle' -Offline"; Remarks = 'A Hub model from the Hugging Face cache, without network access.' }
                 @{ Code = "Invoke-DreamBoothInference -Model ./sks-dog-model -Prompt 'an oil painting of sks dog' -InitImage ./sketch.png -Strength 0.6 -Width 512 -Height 512"; Remarks = 'Image to image: the sketch, resized to 512x512, repainted with the trained subject; a lower -Strength keeps more of it.' }
+                @{ Code = "Invoke-DreamBoothInference -Model ./sks-dog-model -Prompt 'a photo of sks dog on a sofa' -InitImage ./living-room.png -MaskImage ./sofa-mask.png"; Remarks = 'Inpainting: the trained subject painted into the white area of the mask; the rest of the photo stays.' }
             )
             Parameters = @{
                 Prompt = 'The text prompt(s); each gets -Count images. Accepts pipeline input.'
@@ -42,7 +43,8 @@
                 OutputDirectory = 'Folder for the PNG files (created when missing). Default: ./outputs.'
                 NoCache = 'Load the model for this call only instead of keeping it loaded for the next call.'
                 InitImage = 'Image to image (diffusers'' StableDiffusionImg2ImgPipeline, its image argument): the picture each image starts from. The output has its size, rounded down to a multiple of 8, unless -Width and -Height are given (then it is resized to them, Lanczos). The image''s path and the strength are recorded on the DreamBoothImage and in the PNG, so piping the image back repeats it.'
-                Strength = 'With -InitImage: how far to move from the picture, from 0 (kept) to 1 (replaced; diffusers'' default 0.8). The last int(Steps x Strength) of the -Steps denoising steps are run, from the noise level of the first of them.'
+                MaskImage = 'Inpainting (diffusers'' StableDiffusionInpaintPipeline, its mask_image argument), with -InitImage: the white part of this mask is painted anew and the black part kept (grey is read as PIL''s grey conversion and cut at one half). With a regular model the kept part is put back after every step; an inpainting model (a UNet of 9 input channels, such as stable-diffusion-inpainting) sees the mask itself. The mask is resized to the output size; its path is recorded on the DreamBoothImage and in the PNG.'
+                Strength = 'With -InitImage: how far to move from the picture, from 0 (kept) to 1 (replaced; diffusers'' default 0.8, and 1 with -MaskImage). The last int(Steps x Strength) of the -Steps denoising steps are run, from the noise level of the first of them.'
             }
         }
         'New-DreamBoothClassImage' = @{

@@ -30,6 +30,7 @@ public static class GenerationMetadata
         {
             keys["dreambooth:init_image"] = img.InitImage;
             keys["dreambooth:strength"] = img.Strength!.Value.ToString(ci);
+            if (img.MaskImage is not null) keys["dreambooth:mask_image"] = img.MaskImage;
         }
         return keys;
     }

@@ -35,6 +35,27 @@ public static class InitImage
     }
 
     /// <summary>
+    /// An inpainting mask as diffusers' mask processor prepares it: resized (Lanczos) to the init image's size, PIL's
+    /// grey conversion (L = (19595 R + 38470 G + 7471 B + 2^15) >> 16), / 255, then binarised at 0.5: [1, 1, H, W] of 0
+    /// (keep) and 1 (paint anew) on the CPU.
+    /// </summary>
+    public static Tensor LoadMask(string path, int width, int height)
+    {
+        using var image = ImageLoader.LoadRgb(path);
+        using var resized = width == image.Width && height == image.Height ? null : image.Clone(x => x.Resize(width, height, KnownResamplers.Lanczos3));
+        var source = resized ?? image;
+        var bytes = new byte[width * height * 3];
+        source.CopyPixelDataTo(bytes);
+        var mask = new float[width * height];
+        for (int i = 0; i < mask.Length; i++)
+        {
+            int grey = (bytes[3 * i] * 19595 + bytes[3 * i + 1] * 38470 + bytes[3 * i + 2] * 7471 + 0x8000) >> 16;
+            mask[i] = grey / 255f < 0.5f ? 0f : 1f;
+        }
+        return torch.tensor(mask, new long[] { 1, 1, height, width });
+    }
+
+    /// <summary>
     /// diffusers' get_timesteps: how many of <paramref name="steps"/> the image skips, t_start = steps − int(steps ·
     /// strength); the loop runs the remaining timesteps from the one whose noise level the image is brought to.
     /// </summary>

@@ -74,9 +74,14 @@ public sealed class StableDiffusionPipeline : IDisposable
         CancellationToken cancellation = default, Action<GeneratedImage>? onImage = null)
     {
         options.Validate();
-        // Image-to-image: the image is encoded once; each output samples its latents from that with its own generator.
-        using var initImage = options.InitImage is null ? null : InitImage.Load(options.InitImage, options.Width, options.Height, VaeScaleFactor);
-        int height = (int?)initImage?.shape[2] ?? options.Height ?? DefaultSize, width = (int?)initImage?.shape[3] ?? options.Width ?? DefaultSize;
+        bool inpaintingModel = ImageConditioning.IsInpaintingModel(this);
+        if (inpaintingModel && options.MaskImage is null)
+            throw new ArgumentException($"This model is an inpainting model (its UNet takes {Unet.Config.InChannels} input channels): give it an init image and a mask to paint in.");
+        if (!inpaintingModel && Unet.Config.InChannels != Vae.Config.LatentChannels)
+            throw new ArgumentException($"The UNet takes {Unet.Config.InChannels} input channels, the VAE's latents have {Vae.Config.LatentChannels}: this pipeline cannot generate.");
+        // From a picture: it is encoded once; each output samples its latents from that with its own generator.
+        using var fromImage = options.InitImage is null ? null : ImageConditioning.Load(this, options);
+        int height = fromImage?.Height ?? options.Height ?? DefaultSize, width = fromImage?.Width ?? options.Width ?? DefaultSize;
         if (height % VaeScaleFactor != 0 || width % VaeScaleFactor != 0)
             throw new ArgumentException($"Width and height must be multiples of {VaeScaleFactor} for this model.");
         var jobs = new List<(string Prompt, string Negative, long Seed, int Index)>();
@@ -94,7 +99,6 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         var results = new List<GeneratedImage>();
         var scheduler = CreateScheduler(options.Scheduler);
-        using var initLatents = initImage is null ? null : EncodeInitImage(initImage);
         for (int start = 0; start < jobs.Count; start += options.BatchSize)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -103,14 +107,18 @@ public sealed class StableDiffusionPipeline : IDisposable
             using var scope = torch.NewDisposeScope();
             Tensor? given = options.Latents?.narrow(0, start, batch.Count);
             var images = GenerateBatch(batch.Select(b => b.Prompt).ToList(), batch.Select(b => b.Negative).ToList(),
-                batch.Select(b => b.Seed).ToList(), given, initLatents, options, scheduler, height, width,
+                batch.Select(b => b.Seed).ToList(), given, fromImage, options, scheduler, height, width,
                 (step, steps) => progress?.Report(new DenoiseProgress(start, jobs.Count, step, steps, sw.Elapsed)), cancellation);
             for (int i = 0; i < batch.Count; i++)
             {
                 var pixels = images[i].cpu().to(ScalarType.Float32).MoveToOuterDisposeScope();
                 var img = new GeneratedImage(pixels, batch[i].Prompt, batch[i].Negative, batch[i].Seed, options.Steps,
                     options.GuidanceScale, scheduler.ClassName, width, height, sw.Elapsed / batch.Count, batch[i].Index)
-                { InitImage = options.InitImage is null ? null : Path.GetFullPath(options.InitImage), Strength = options.InitImage is null ? null : options.Strength };
+                {
+                    InitImage = options.InitImage is null ? null : Path.GetFullPath(options.InitImage),
+                    Strength = options.InitImage is null ? null : options.EffectiveStrength,
+                    MaskImage = options.MaskImage is null ? null : Path.GetFullPath(options.MaskImage),
+                };
                 results.Add(img);
                 onImage?.Invoke(img);
             }
@@ -118,7 +126,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         return results;
     }
 
-    Tensor GenerateBatch(List<string> prompts, List<string> negatives, List<long> seeds, Tensor? givenLatents, Models.Autoencoders.DiagonalGaussianDistribution? initLatents,
+    Tensor GenerateBatch(List<string> prompts, List<string> negatives, List<long> seeds, Tensor? givenLatents, ImageConditioning? fromImage,
         TextToImageOptions options, SchedulerBase scheduler, int height, int width, Action<int, int> onStep, CancellationToken cancellation)
     {
         using var _ = torch.no_grad();
@@ -130,10 +138,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         long[] shape = { 1, Unet.Config.InChannels, height / VaeScaleFactor, width / VaeScaleFactor };
         var timesteps = scheduler.Timesteps;
         Tensor latents;
-        if (initLatents is not null)
+        ImageStart? start = null;
+        if (fromImage is not null)
         {
-            (timesteps, latents) = StartFromImage(initLatents, seeds, options, scheduler);
-            latents = latents.to(DType);
+            start = fromImage.Begin(scheduler, options, seeds);
+            timesteps = start.Timesteps;
+            latents = start.Latents.to(DType);
         }
         else
         {
@@ -156,68 +166,31 @@ public sealed class StableDiffusionPipeline : IDisposable
             var t = timesteps[i];
             var modelInput = guidance ? torch.cat(new[] { latents, latents }, 0) : latents;
             modelInput = scheduler.ScaleModelInput(modelInput, t);
+            if (start is not null) modelInput = start.UnetInput(modelInput);
             var noise = Unet.forward(modelInput.to(DType), t.to(Device), context);
             if (guidance)
             {
                 var chunks = noise.chunk(2, 0);
                 noise = chunks[0] + options.GuidanceScale * (chunks[1] - chunks[0]);
             }
-            latents = scheduler.Step(noise, t, latents, stepGenerator).MoveToOuterDisposeScope();
+            latents = scheduler.Step(noise, t, latents, stepGenerator);
+            if (start is not null) latents = start.AfterStep(latents, i, scheduler);
+            latents = latents.MoveToOuterDisposeScope();
             onStep(i + 1, steps);
         }
         var decoded = Vae.Decode(latents / Vae.ScalingFactor);
         return (decoded.to(ScalarType.Float32) / 2 + 0.5).clamp(0, 1);
     }
 
-    /// <summary>The init image's latent distribution (the VAE run once, in the pipeline's precision).</summary>
-    Models.Autoencoders.DiagonalGaussianDistribution EncodeInitImage(Tensor image)
-    {
-        using var _ = torch.no_grad();
-        return Vae.Encode(image.to(Device).to(DType));
-    }
-
-    /// <summary>
-    /// get_timesteps and prepare_latents: the loop's timesteps (the first int(steps · strength) skipped; the scheduler's
-    /// index starts there) and the init image's latents noised to the first of them. After SetTimesteps.
-    /// </summary>
-    (Tensor Timesteps, Tensor Latents) StartFromImage(Models.Autoencoders.DiagonalGaussianDistribution initLatents, List<long> seeds,
-        TextToImageOptions options, SchedulerBase scheduler)
-    {
-        int begin = InitImage.SkippedSteps(options.Steps, options.Strength) * scheduler.Order;
-        var timesteps = scheduler.Timesteps[TensorIndex.Slice(begin)];
-        scheduler.SetBeginIndex(begin);
-        return (timesteps, NoisedInitLatents(initLatents, seeds, scheduler, timesteps[TensorIndex.Slice(0, 1)]));
-    }
-
-    /// <summary>Test hook: the timesteps and noised latents image-to-image starts its first image from.</summary>
+    /// <summary>Test hook: the timesteps and noised latents a generation from a picture starts its first image from.</summary>
     internal (Tensor Timesteps, Tensor Latents) ImageToImageStart(TextToImageOptions options)
     {
         options.Validate();
-        using var image = InitImage.Load(options.InitImage!, options.Width, options.Height, VaeScaleFactor);
-        using var dist = EncodeInitImage(image);
+        using var fromImage = ImageConditioning.Load(this, options);
         using var scheduler = CreateScheduler(options.Scheduler);
         scheduler.SetTimesteps(options.Steps);
-        var (timesteps, latents) = StartFromImage(dist, new List<long> { options.Seed }, options, scheduler);
-        return (timesteps.clone(), latents);
-    }
-
-    /// <summary>
-    /// prepare_latents with a generator per image (seed + i): a latent sample of the init image times scaling_factor,
-    /// then noise from the same generator, added by the scheduler at the first timestep of the loop.
-    /// </summary>
-    Tensor NoisedInitLatents(Models.Autoencoders.DiagonalGaussianDistribution dist, List<long> seeds, SchedulerBase scheduler, Tensor firstTimestep)
-    {
-        using var scope = torch.NewDisposeScope();
-        var samples = new List<Tensor>();
-        var noises = new List<Tensor>();
-        foreach (var seed in seeds)
-        {
-            using var g = new torch.Generator((ulong)seed);
-            samples.Add(dist.Sample(g).to(ScalarType.Float32) * Vae.ScalingFactor);
-            noises.Add(torch.randn(dist.Mean.shape, dtype: ScalarType.Float32, generator: g).to(Device));
-        }
-        var t = firstTimestep.repeat(seeds.Count);
-        return scheduler.AddNoise(torch.cat(samples.ToArray(), 0), torch.cat(noises.ToArray(), 0), t).MoveToOuterDisposeScope();
+        var start = fromImage.Begin(scheduler, options, new List<long> { options.Seed });
+        return (start.Timesteps, start.Latents);
     }
 
     /// <summary>Replaces the UNet (e.g. with a trained one); the old one is disposed.</summary>

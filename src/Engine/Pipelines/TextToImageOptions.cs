@@ -27,8 +27,19 @@ public sealed record TextToImageOptions
     /// unless Width and Height are given. Null: text to image.
     /// </summary>
     public string? InitImage { get; init; }
-    /// <summary>How far from the init image to go: 0 keeps it, 1 replaces it; int(Steps · Strength) steps are run (diffusers' default 0.8).</summary>
-    public double Strength { get; init; } = 0.8;
+    /// <summary>
+    /// How far from the init image to go: 0 keeps it, 1 replaces it; int(Steps · Strength) steps are run. Null: diffusers'
+    /// defaults, 0.8 for image to image and 1.0 for inpainting (<see cref="EffectiveStrength"/>).
+    /// </summary>
+    public double? Strength { get; init; }
+    /// <summary>
+    /// Inpainting (diffusers' StableDiffusionInpaintPipeline), with <see cref="InitImage"/>: white pixels of this mask
+    /// (grey ≥ 0.5 after PIL's grey conversion) are painted anew, black ones keep the init image. A regular model's
+    /// latents are blended back outside the mask after every step; an inpainting model (UNet of 9 input channels) gets
+    /// the mask and the masked image's latents as input instead.
+    /// </summary>
+    public string? MaskImage { get; init; }
+    public double EffectiveStrength => Strength ?? (MaskImage is null ? 0.8 : 1.0);
 
     public void Validate()
     {
@@ -41,11 +52,13 @@ public sealed record TextToImageOptions
         if (NegativePrompts is { Count: > 1 } n && n.Count != Prompts.Count)
             throw new ArgumentException($"Give one negative prompt, or one per prompt ({Prompts.Count}); got {n.Count}.");
         if (ClipSkip < 0) throw new ArgumentOutOfRangeException(nameof(ClipSkip), ClipSkip, "Clip skip cannot be negative.");
+        if (MaskImage is not null && InitImage is null) throw new ArgumentException("A mask needs the init image it applies to.");
         if (InitImage is not null)
         {
-            if (Strength is < 0 or > 1 || double.IsNaN(Strength)) throw new ArgumentOutOfRangeException(nameof(Strength), Strength, "Strength must be between 0 and 1.");
-            if (Pipelines.InitImage.SkippedSteps(Steps, Strength) >= Steps)
-                throw new ArgumentException($"Strength {Strength} of {Steps} steps leaves no step to run (int({Steps} × {Strength}) = 0): raise the strength or the steps.");
+            double s = EffectiveStrength;
+            if (s is < 0 or > 1 || double.IsNaN(s)) throw new ArgumentOutOfRangeException(nameof(Strength), s, "Strength must be between 0 and 1.");
+            if (Pipelines.InitImage.SkippedSteps(Steps, s) >= Steps)
+                throw new ArgumentException($"Strength {s} of {Steps} steps leaves no step to run (int({Steps} × {s}) = 0): raise the strength or the steps.");
             if (Latents is not null) throw new ArgumentException("Give initial latents or an init image, not both.");
         }
     }
@@ -59,7 +72,8 @@ public sealed record GeneratedImage(
     TorchSharp.torch.Tensor Pixels, string Prompt, string NegativePrompt, long Seed, int Steps, double GuidanceScale,
     string Scheduler, int Width, int Height, TimeSpan Duration, int Index)
 {
-    /// <summary>Image-to-image: the init image's full path and the strength; null for text to image.</summary>
+    /// <summary>Image-to-image and inpainting: the init image's full path, the strength, and the mask's full path; null for text to image.</summary>
     public string? InitImage { get; init; }
     public double? Strength { get; init; }
+    public string? MaskImage { get; init; }
 }

@@ -6,7 +6,7 @@ using DreamBooth.Engine.Pipelines;
 namespace DreamBooth.Cmdlets;
 
 /// <summary>
-/// <para type="synopsis">Generates images from text (or from a starting image, -InitImage) with a Stable Diffusion model, a DreamBooth output or a checkpoint.</para>
+/// <para type="synopsis">Generates images from text (or from a starting image, -InitImage, and a mask, -MaskImage) with a Stable Diffusion model, a DreamBooth output or a checkpoint.</para>
 /// </summary>
 [Cmdlet(VerbsLifecycle.Invoke, "DreamBoothInference")]
 [OutputType(typeof(DreamBoothImage))]
@@ -62,7 +62,12 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     [Alias("Image")]
     public string? InitImage { get; set; }   // no ValidateNotNullOrEmpty: a piped text-to-image DreamBoothImage binds its null
 
-    /// <summary>With -InitImage: how far to move from it, 0 (unchanged) to 1 (replaced); int(Steps × Strength) steps run.</summary>
+    /// <summary>Inpainting, with -InitImage: white areas of this mask are painted anew, black ones kept (diffusers' StableDiffusionInpaintPipeline).</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Mask")]
+    public string? MaskImage { get; set; }   // a piped DreamBoothImage without a mask binds its null
+
+    /// <summary>With -InitImage: how far to move from it, 0 (unchanged) to 1 (replaced); int(Steps × Strength) steps run. Default 0.8, inpainting 1.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     public double? Strength { get; set; }   // range checked in ProcessRecord: a piped text-to-image DreamBoothImage binds its null
 
@@ -123,8 +128,11 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
                 loras.Add(new Engine.Lora.LoRAReference(file, scales.Length == 1 ? scales[0] : scales[i]));
             }
         }
-        string? initImage = null;
+        string? initImage = null, maskImage = null;
         if (string.IsNullOrEmpty(InitImage)) InitImage = null;
+        if (string.IsNullOrEmpty(MaskImage)) MaskImage = null;
+        if (MaskImage is not null && InitImage is null)
+            ThrowInputError("-MaskImage needs -InitImage <picture>: the mask says which part of that picture to paint anew.", ErrorCategory.InvalidArgument, MaskImage, "MaskWithoutInitImage");
         if (Strength is not null && InitImage is null)
             ThrowInputError("-Strength needs -InitImage <picture>.", ErrorCategory.InvalidArgument, Strength, "StrengthWithoutInitImage");
         if (Strength is double s && !(s >= 0 && s <= 1))
@@ -140,7 +148,19 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
                     e is FileNotFoundException ? ErrorCategory.ObjectNotFound : ErrorCategory.InvalidData, InitImage, "InitImageUnreadable");
                 return;
             }
-            int steps = Steps - Engine.Pipelines.InitImage.SkippedSteps(Steps, Strength ?? 0.8);
+            if (MaskImage is not null)
+            {
+                string mask = ResolvePath(MaskImage);
+                try { using var probe = ImageLoader.LoadRgb(mask); }
+                catch (Exception e) when (e is FileNotFoundException or ImageLoadException)
+                {
+                    ThrowInputError(e.Message + (e is FileNotFoundException ? " Pass the path of a black-and-white mask as -MaskImage (white: paint anew)." : ""),
+                        e is FileNotFoundException ? ErrorCategory.ObjectNotFound : ErrorCategory.InvalidData, MaskImage, "MaskImageUnreadable");
+                    return;
+                }
+                maskImage = mask;
+            }
+            int steps = Steps - Engine.Pipelines.InitImage.SkippedSteps(Steps, Strength ?? (MaskImage is null ? 0.8 : 1.0));
             if (steps < 1)
                 ThrowInputError($"-Strength {Strength} of -Steps {Steps} leaves no step to run (int({Steps} × {Strength}) = 0): raise -Strength or -Steps.",
                     ErrorCategory.InvalidArgument, Strength, "StrengthLeavesNoStep");
@@ -154,7 +174,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
             Prompts = Prompt, NegativePrompts = NegativePrompt is null ? null : new[] { NegativePrompt },
             ImagesPerPrompt = Count, Steps = Steps, GuidanceScale = GuidanceScale, Width = Width, Height = Height,
             Seed = seed, Scheduler = Scheduler, BatchSize = BatchSize, ClipSkip = ClipSkip,
-            InitImage = initImage, Strength = Strength ?? 0.8,
+            InitImage = initImage, Strength = Strength, MaskImage = maskImage,
         };
         int total = Prompt.Length * Count;
 
@@ -189,7 +209,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     {
         Path = path, Prompt = img.Prompt, NegativePrompt = img.NegativePrompt, Seed = img.Seed, Steps = img.Steps,
         GuidanceScale = img.GuidanceScale, Scheduler = img.Scheduler, Width = img.Width, Height = img.Height,
-        Model = model, Duration = img.Duration, TrainingStep = step, InitImage = img.InitImage, Strength = img.Strength,
+        Model = model, Duration = img.Duration, TrainingStep = step, InitImage = img.InitImage, Strength = img.Strength, MaskImage = img.MaskImage,
     };
 
     static string UniqueFile(string dir, string stem)

@@ -17,6 +17,8 @@ public sealed class DreamBoothImage
     /// <summary>Image-to-image: the picture it started from, and how far it moved from it (0 to 1); null for text to image.</summary>
     public string? InitImage { get; init; }
     public double? Strength { get; init; }
+    /// <summary>Inpainting: the mask whose white area was painted anew; null otherwise.</summary>
+    public string? MaskImage { get; init; }
     /// <summary>The training step that produced it (validation images only).</summary>
     public int? TrainingStep { get; init; }
     public override string ToString() => Path;

@@ -35,5 +35,12 @@ public sealed class DiagonalGaussianDistribution : IDisposable
 
     public Tensor Mode() => Mean.clone();
 
+    /// <summary>Detaches its tensors from the dispose scope it was made in, for a distribution kept beyond it.</summary>
+    public DiagonalGaussianDistribution DetachFromDisposeScope()
+    {
+        foreach (var t in new[] { Mean, LogVar, Std, Var }) t.DetachFromDisposeScope();
+        return this;
+    }
+
     public void Dispose() { Mean.Dispose(); LogVar.Dispose(); Std.Dispose(); Var.Dispose(); }
 }
