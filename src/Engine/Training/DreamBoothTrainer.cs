@@ -114,6 +114,11 @@ public sealed class DreamBoothTrainer : IDisposable
         DiffusersPipelineFolder.ResolveWeightsIn(source.UnetDirectory ?? folder.ComponentDirectory("unet"));
         DiffusersPipelineFolder.ResolveWeightsIn(source.TextEncoderDirectory ?? folder.ComponentDirectory("text_encoder"));
         folder.ResolveWeights("vae");
+        // An inpainting model's UNet also takes a mask and a masked image (9 channels): this trainer feeds it latents only.
+        var unetConfig = Models.Unets.UNet2DConditionConfig.Load(Path.Combine(source.UnetDirectory ?? folder.ComponentDirectory("unet"), "config.json"));
+        int latentChannels = Models.Autoencoders.AutoencoderKLConfig.Load(Path.Combine(folder.ComponentDirectory("vae"), "config.json")).LatentChannels;
+        if (unetConfig.InChannels != latentChannels)
+            throw new ArgumentException($"'{o.Model}' has a UNet of {unetConfig.InChannels} input channels for {latentChannels}-channel latents (an inpainting model): DreamBooth trains text-to-image models. Train the base model (e.g. stable-diffusion-v1-5) and use -MaskImage with it, or the inpainting model as it is.");
         if (o.ClipSkip > 0)
         {
             int layers = Models.TextEncoders.ClipTextConfig.Load(Path.Combine(source.TextEncoderDirectory ?? folder.ComponentDirectory("text_encoder"), "config.json")).NumHiddenLayers;

@@ -193,4 +193,21 @@ public class DreamBoothTrainerTests : IDisposable
         Assert.Contains("photo.png", e4.Message);
         Assert.ThrowsAny<DirectoryNotFoundException>(() => DreamBoothTrainer.Preflight(Options("x", 1) with { Model = Path.Combine(_root, "nope") }));
     }
+
+    [Fact]
+    public void AnInpaintingModel_IsRefusedBeforeAnyWork()
+    {
+        // The tiny pipeline with the 9-input-channel UNet of the inpainting fixture in place of its own.
+        var model = Path.Combine(_root, "tiny-inpainting");
+        foreach (var file in Directory.EnumerateFiles(Fixtures.TinySd, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(model, Path.GetRelativePath(Fixtures.TinySd, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(Fixtures.Root, "img2img", "inpaint", "unet-inpaint")))
+            File.Copy(file, Path.Combine(model, "unet", Path.GetFileName(file)), overwrite: true);
+        var e = Assert.Throws<ArgumentException>(() => DreamBoothTrainer.Preflight(Options("x", 1) with { Model = model }));
+        Assert.Contains("inpainting model", e.Message);
+    }
 }
