@@ -149,6 +149,33 @@ Describe 'Start-DreamBoothTraining' {
             $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
             $e.Exception.Message | Should -Match '-ShuffleCaption'
         }
+        It '-Concept trains several subjects in one run, from hashtables or a concepts_list file' {
+            $figures = Join-Path $work 'figures'
+            New-Item -ItemType Directory $figures | Out-Null
+            Get-ChildItem $instances -Filter *.png | Select-Object -First 2 | Copy-Item -Destination $figures
+            $run = Start-DreamBoothTraining -Model $tiny -Resolution 64 -Seed 1 -LearningRate 1e-4 -OutputDirectory (Join-Path $work 'concepts') -MaxTrainSteps 1 `
+                -Concept @{ InstanceDataDirectory = $instances; InstancePrompt = 'a photo of sks toy' }, @{ instance_data_dir = $figures; instance_prompt = 'a photo of zwx figure' } `
+                -Confirm:$false -Verbose 4>&1
+            @($run | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message |
+                Should -Contain "Concepts: 'a photo of sks toy' (4 images); 'a photo of zwx figure' (2 images)."
+            $settings = ($run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Settings
+            $settings.InstancePrompt | Should -Be 'a photo of sks toy'
+            $settings.Concepts[0].InstancePrompt | Should -Be 'a photo of zwx figure'
+
+            # The concepts-list fork's file, named by -ConfigFile's concepts_list (its keys, its relative paths).
+            $list = Join-Path $work 'concepts.json'
+            ConvertTo-Json -InputObject @(@{ instance_data_dir = $instances; instance_prompt = 'a photo of sks toy' }, @{ instance_data_dir = $figures; instance_prompt = 'a photo of zwx figure' }) |
+                Set-Content $list
+            $config = Join-Path $work 'concepts-config.json'
+            @{ concepts_list = $list; pretrained_model_name_or_path = $tiny; resolution = 64; max_train_steps = 1 } | ConvertTo-Json | Set-Content $config
+            $fromFile = Start-DreamBoothTraining -ConfigFile $config -OutputDirectory (Join-Path $work 'concepts-file') -Confirm:$false |
+                Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
+            $fromFile.Settings.Concepts[0].InstanceDataDirectory | Should -Be $figures
+
+            $e = { Start-DreamBoothTraining -Model $tiny -OutputDirectory (Join-Path $work 'concepts-bad') -Concept @{ InstanceDataDirectory = $instances } } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $e.Exception.Message | Should -Match 'InstancePrompt'
+        }
         It 'refuses an output folder that already has checkpoints' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory $out -MaxTrainSteps 2 } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidOperation'

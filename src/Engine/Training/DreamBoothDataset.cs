@@ -17,6 +17,8 @@ public sealed class DreamBoothDataset
     /// <summary>The prompt of each instance image, in the same order (all the instance prompt unless captioned).</summary>
     public IReadOnlyList<string>? InstancePrompts { get; }
     public IReadOnlyList<string> ClassImages { get; }
+    /// <summary>The class prompt of each class image, in the same order (several concepts: each its own), or null: one for all.</summary>
+    public IReadOnlyList<string>? ClassPrompts { get; init; }
     public int Resolution { get; }
     public bool CenterCrop { get; }
     public bool RandomFlip { get; }
@@ -35,19 +37,40 @@ public sealed class DreamBoothDataset
     }
 
     /// <summary>
-    /// Opens the folders: images only (sorted by name); class images capped at <paramref name="numClassImages"/> as
-    /// diffusers does; each instance image's prompt from its caption file where <paramref name="captionExtension"/> is set.
+    /// Opens a run's folders: images only (sorted by name); each instance image's prompt from its caption file where
+    /// <paramref name="captionExtension"/> is set, else its concept's; class images capped at <paramref name="numClassImages"/>
+    /// per class folder as diffusers does. Several concepts (<see cref="DreamBoothConcept"/>) are joined as the
+    /// concepts-list fork of diffusers' script joins them: every concept's instance images in turn, every class folder's
+    /// images with its concept's class prompt (a folder two concepts share is read once); items pair instance i % n with
+    /// class i % m as for one concept.
     /// </summary>
-    public static DreamBoothDataset FromFolders(string instanceDir, string? classDir, int numClassImages, int resolution, bool centerCrop, bool randomFlip,
-        string? instancePrompt = null, string? captionExtension = null, AspectRatioBuckets? buckets = null)
+    public static DreamBoothDataset FromConcepts(IReadOnlyList<DreamBoothConcept> concepts, bool withPrior, int numClassImages, int resolution,
+        bool centerCrop, bool randomFlip, string? captionExtension = null, AspectRatioBuckets? buckets = null)
     {
-        var instances = ImageFiles.List(instanceDir);
-        if (instances.Count == 0)
-            throw new ArgumentException($"Instance folder '{instanceDir}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
-        var classes = classDir is null ? (IReadOnlyList<string>)Array.Empty<string>() : ImageFiles.List(classDir).Take(numClassImages).ToList();
-        var prompts = instancePrompt is null ? null : InstanceCaptions.Read(instances, captionExtension, instancePrompt);
-        return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip, prompts) { Buckets = buckets };
+        var instances = new List<string>();
+        var prompts = new List<string>();
+        foreach (var c in concepts)
+        {
+            var images = ImageFiles.List(c.InstanceDataDirectory);
+            if (images.Count == 0)
+                throw new ArgumentException($"Instance folder '{c.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
+            instances.AddRange(images);
+            prompts.AddRange(InstanceCaptions.Read(images, captionExtension, c.InstancePrompt));
+        }
+        var classes = new List<string>();
+        var classPrompts = new List<string>();
+        if (withPrior)
+            foreach (var folder in concepts.GroupBy(c => c.ClassFolderKey))
+            {
+                var images = ImageFiles.List(folder.First().ClassDataDirectory!).Take(numClassImages).ToList();
+                classes.AddRange(images);
+                classPrompts.AddRange(images.Select(_ => folder.First().ClassPrompt ?? ""));
+            }
+        return new DreamBoothDataset(instances, classes, resolution, centerCrop, randomFlip, prompts) { Buckets = buckets, ClassPrompts = classPrompts };
     }
+
+    /// <summary>The class prompt of item <paramref name="index"/>'s class image; <paramref name="fallback"/> where the dataset has one for all.</summary>
+    public string ClassPromptOf(int index, string fallback) => ClassPrompts is { Count: > 0 } p ? p[index % ClassImages.Count] : fallback;
 
     /// <summary>The prompt of item <paramref name="index"/>'s instance image; <paramref name="fallback"/> where the dataset has none.</summary>
     public string InstancePromptOf(int index, string fallback) => InstancePrompts is { } p ? p[index % InstanceImages.Count] : fallback;

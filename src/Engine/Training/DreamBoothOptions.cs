@@ -27,6 +27,16 @@ public sealed record DreamBoothOptions
     public int CaptionDropoutEveryNEpochs { get; init; }
     public string? ClassDataDirectory { get; init; }
     public string? ClassPrompt { get; init; }
+    /// <summary>
+    /// More subjects trained in the same run beside the first (<see cref="InstanceDataDirectory"/>, <see cref="InstancePrompt"/>,
+    /// <see cref="ClassDataDirectory"/>, <see cref="ClassPrompt"/>): their images join the dataset with their own prompts,
+    /// and with prior preservation each fills its own class folder with its own class prompt. Null or empty: one subject.
+    /// </summary>
+    public IReadOnlyList<DreamBoothConcept>? Concepts { get; init; }
+    /// <summary>The run's subjects: the first from the options themselves, then <see cref="Concepts"/>.</summary>
+    [JsonIgnore] public IReadOnlyList<DreamBoothConcept> AllConcepts =>
+        new[] { new DreamBoothConcept { InstanceDataDirectory = InstanceDataDirectory, InstancePrompt = InstancePrompt, ClassDataDirectory = ClassDataDirectory, ClassPrompt = ClassPrompt } }
+            .Concat(Concepts ?? Array.Empty<DreamBoothConcept>()).ToList();
     public bool WithPriorPreservation { get; init; }
     public double PriorLossWeight { get; init; } = 1.0;
     public int NumClassImages { get; init; } = 100;
@@ -199,6 +209,20 @@ public sealed record DreamBoothOptions
             if (string.IsNullOrWhiteSpace(ClassDataDirectory)) throw new ArgumentException("-WithPriorPreservation needs -ClassDataDirectory (a folder for class images; missing ones are generated).");
             if (string.IsNullOrWhiteSpace(ClassPrompt)) throw new ArgumentException("-WithPriorPreservation needs -ClassPrompt, e.g. 'a photo of dog'.");
         }
+        var concepts = AllConcepts;
+        for (int i = 1; i < concepts.Count; i++)
+        {
+            var c = concepts[i];
+            string which = $"Concept {i + 1}";
+            if (string.IsNullOrWhiteSpace(c.InstanceDataDirectory)) throw new ArgumentException($"{which} needs an InstanceDataDirectory (a folder of photos of that subject).");
+            if (string.IsNullOrWhiteSpace(c.InstancePrompt)) throw new ArgumentException($"{which} needs an InstancePrompt, e.g. 'a photo of zwx cat'.");
+            if (WithPriorPreservation && (string.IsNullOrWhiteSpace(c.ClassDataDirectory) || string.IsNullOrWhiteSpace(c.ClassPrompt)))
+                throw new ArgumentException($"{which} needs a ClassDataDirectory and a ClassPrompt with -WithPriorPreservation (e.g. 'a photo of cat').");
+        }
+        // One class folder holds one class: two concepts filling it with different prompts would mix their priors.
+        foreach (var shared in concepts.Where(c => c.ClassDataDirectory is not null).GroupBy(c => c.ClassFolderKey))
+            if (WithPriorPreservation && shared.Select(c => c.ClassPrompt).Distinct().Count() > 1)
+                throw new ArgumentException($"Concepts share the class folder '{shared.First().ClassDataDirectory}' with different class prompts ({string.Join(", ", shared.Select(c => $"'{c.ClassPrompt}'").Distinct())}): give each class prompt its own folder.");
         if (MixedPrecision is not ("no" or "fp16" or "bf16")) throw new ArgumentException($"-MixedPrecision must be no, fp16 or bf16 (got '{MixedPrecision}').");
         if (CacheLatents && (!CenterCrop || RandomFlip))
             throw new ArgumentException("-CacheLatents encodes each image once, so it needs -CenterCrop and no -RandomFlip (random crops and flips would be frozen).");

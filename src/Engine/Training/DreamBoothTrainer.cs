@@ -128,22 +128,28 @@ public sealed class DreamBoothTrainer : IDisposable
         // What the weights, gradients and optimizer state alone take must fit, or Linux's OOM killer ends the process later.
         var parameters = PipelineMemory.Count(source);   // from the headers, once: the memory and disk checks below
         TrainingMemoryEstimate.EnsureFits(o, parameters, DeviceSelection.Parse(o.Device).type == DeviceType.CPU, HostMemory.AvailableBytes());
-        if (!Directory.Exists(o.InstanceDataDirectory))
-            throw new DirectoryNotFoundException($"Instance folder '{o.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
-        var instances = ImageFiles.List(o.InstanceDataDirectory);
-        if (instances.Count == 0)
-            throw new ArgumentException($"Instance folder '{o.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
-        InstanceCaptions.Read(instances, o.CaptionExtension, o.InstancePrompt);   // an empty caption file fails now
+        var instances = new List<string>();
+        var classFolders = o.WithPriorPreservation ? o.AllConcepts.GroupBy(c => c.ClassFolderKey).Select(g => g.First().ClassDataDirectory!).ToList() : new List<string>();
+        foreach (var concept in o.AllConcepts)
+        {
+            if (!Directory.Exists(concept.InstanceDataDirectory))
+                throw new DirectoryNotFoundException($"Instance folder '{concept.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
+            var images = ImageFiles.List(concept.InstanceDataDirectory);
+            if (images.Count == 0)
+                throw new ArgumentException($"Instance folder '{concept.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
+            InstanceCaptions.Read(images, o.CaptionExtension, concept.InstancePrompt);   // an empty caption file fails now
+            instances.AddRange(images);
+        }
         // Unreadable images fail now, naming the file, not an hour into the run.
         foreach (var f in instances) ImageLoader.LoadRgb(f).Dispose();
-        if (o.WithPriorPreservation && Directory.Exists(o.ClassDataDirectory!))
-            foreach (var f in ImageFiles.List(o.ClassDataDirectory!).Take(o.NumClassImages)) ImageLoader.LoadRgb(f).Dispose();
+        foreach (var classFolder in classFolders.Where(Directory.Exists))
+            foreach (var f in ImageFiles.List(classFolder).Take(o.NumClassImages)) ImageLoader.LoadRgb(f).Dispose();
         // Checked without creating anything (Start-DreamBoothTraining -WhatIf runs Preflight too); the run creates them.
         DiskSpace.EnsureWritable(o.OutputDirectory, $"Cannot write to output folder '{o.OutputDirectory}'", "Choose a folder you can write to.");
         if (TrainingTrackers.DirectoryFor(o) is string logs)
             DiskSpace.EnsureWritable(logs, $"Cannot create the logging folder '{logs}'", "Choose another -LoggingDirectory, or -ReportTo none.");
         // Checkpoints (about 10 GB each for SD-1.4 with AdamW) and the model must fit, or the disk fills hours in.
-        int datasetLength = o.WithPriorPreservation ? Math.Max(instances.Count, o.NumClassImages) : instances.Count;
+        int datasetLength = o.WithPriorPreservation ? Math.Max(instances.Count, o.NumClassImages * classFolders.Count) : instances.Count;
         var instancesOnly = new DreamBoothDataset(instances, Array.Empty<string>(), o.Resolution, o.CenterCrop, o.RandomFlip)
             { Buckets = o.EnableBucket ? AspectRatioBuckets.For(o) : null };
         TrainingDiskEstimate.EnsureFits(o, parameters, startStep, instancesOnly.BatchesPerEpoch(o.TrainBatchSize, datasetLength), DiskSpace.FreeBytes(o.OutputDirectory));
@@ -165,9 +171,10 @@ public sealed class DreamBoothTrainer : IDisposable
         if (LowPrecisionOnCpu.Notice(_device, _frozenDType, "-MixedPrecision " + _o.MixedPrecision) is string emulated) _events.Log?.Invoke(emulated);
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
         LoadModels(resume?.Path);
-        _dataset = DreamBoothDataset.FromFolders(_o.InstanceDataDirectory, _o.WithPriorPreservation ? _o.ClassDataDirectory : null,
-            _o.NumClassImages, _o.Resolution, _o.CenterCrop, _o.RandomFlip, _o.InstancePrompt, _o.CaptionExtension,
-            _o.EnableBucket ? AspectRatioBuckets.For(_o) : null);
+        _dataset = DreamBoothDataset.FromConcepts(_o.AllConcepts, _o.WithPriorPreservation, _o.NumClassImages, _o.Resolution, _o.CenterCrop,
+            _o.RandomFlip, _o.CaptionExtension, _o.EnableBucket ? AspectRatioBuckets.For(_o) : null);
+        if (_o.AllConcepts.Count > 1)
+            _events.Log?.Invoke($"Concepts: {string.Join("; ", _o.AllConcepts.Select(c => $"'{c.InstancePrompt}' ({ImageFiles.List(c.InstanceDataDirectory).Count} images" + (_o.WithPriorPreservation ? $", class '{c.ClassPrompt}'" : "") + ")"))}.");
         if (_o.EnableBucket)
             _events.Log?.Invoke("Aspect-ratio buckets (-EnableBucket): " + string.Join(", ", _dataset.BucketsOfImages().GroupBy(b => b)
                 .OrderByDescending(g => g.Count()).Select(g => $"{g.Key.Width}x{g.Key.Height}: {g.Count()} image(s)")) + ".");
@@ -376,7 +383,7 @@ public sealed class DreamBoothTrainer : IDisposable
         var views = planned.Select(p => p.Instance).Concat(planned.Where(p => p.Class is not null).Select(p => p.Class!.Value)).ToList();
         var prompts = indices.Select(i => _dataset.InstancePromptOf(i, _o.InstancePrompt))
             .Select(p => _captions.IsActive ? _captions.Apply(p, _epoch, random) : p).ToList()
-            .Concat(Enumerable.Repeat(_o.ClassPrompt ?? "", views.Count - planned.Count)).ToList();
+            .Concat(indices.Where((_, k) => planned[k].Class is not null).Select(i => _dataset.ClassPromptOf(i, _o.ClassPrompt ?? ""))).ToList();
         _events.BatchPrompts?.Invoke(prompts);
 
         Tensor total;
@@ -562,7 +569,8 @@ public sealed class DreamBoothTrainer : IDisposable
     {
         _promptEmbeddings = new();
         using (torch.no_grad())
-            foreach (var prompt in (_dataset.InstancePrompts ?? Array.Empty<string>()).Prepend(_o.InstancePrompt).Append(_o.ClassPrompt ?? "").Distinct())
+            foreach (var prompt in (_dataset.InstancePrompts ?? Array.Empty<string>()).Prepend(_o.InstancePrompt).Append(_o.ClassPrompt ?? "")
+                .Concat(_dataset.ClassPrompts ?? Array.Empty<string>()).Distinct())
             {
                 using var scope = torch.NewDisposeScope();
                 var ids = _tokenizer.EncodeBatch(new[] { prompt }).ToTensor().to(_device);
@@ -593,27 +601,33 @@ public sealed class DreamBoothTrainer : IDisposable
         }
     }
 
+    /// <summary>Fills each concept's class folder up to -NumClassImages with its class prompt (one pipeline load for all).</summary>
     void EnsureClassImages(CancellationToken cancellation)
     {
-        var plan = ClassImageGenerator.Inspect(_o.ClassDataDirectory!, _o.NumClassImages);
         // diffusers: fp16 on a GPU, fp32 on the CPU, unless --prior_generation_precision says otherwise ("no" included).
         var dtype = DeviceSelection.ParsePrecision(_o.PriorGenerationPrecision is "no" ? null : _o.PriorGenerationPrecision, _device);
-        _events.Log?.Invoke($"Class images in '{plan.Directory}': found {plan.Existing}, generating {plan.Missing}"
-            + (plan.Missing > 0 ? $" ({DeviceSelection.PrecisionName(dtype)} on {_device})." : "."));
-        if (plan.Missing == 0) return;
+        var plans = _o.AllConcepts.GroupBy(c => c.ClassFolderKey)
+            .Select(g => (Plan: ClassImageGenerator.Inspect(g.First().ClassDataDirectory!, _o.NumClassImages), Prompt: g.First().ClassPrompt!)).ToList();
+        foreach (var (plan, _) in plans)
+            _events.Log?.Invoke($"Class images in '{plan.Directory}': found {plan.Existing}, generating {plan.Missing}"
+                + (plan.Missing > 0 ? $" ({DeviceSelection.PrecisionName(dtype)} on {_device})." : "."));
+        if (plans.All(p => p.Plan.Missing == 0)) return;
         using var pipeline = PipelineCache.Load(_source, dtype, _device);   // freed before training starts
-        var sw = Stopwatch.StartNew();
-        var options = new TextToImageOptions
+        foreach (var (plan, prompt) in plans.Where(p => p.Plan.Missing > 0))
         {
-            Prompts = new[] { _o.ClassPrompt! }, Steps = _o.ClassImageSteps, BatchSize = _o.SampleBatchSize,
-            Seed = _o.Seed, Width = _o.Resolution, Height = _o.Resolution,
-        };
-        int done = 0;
-        ClassImageGenerator.Generate(pipeline, plan, options,
-            new InlineProgress<DenoiseProgress>(p => Report("class-images", p.Image, plan.Missing, 0, null, null, 0, sw.Elapsed,
-                $"Class image {p.Image + 1}/{plan.Missing}, step {p.Step}/{p.StepCount}")),
-            cancellation, _ => done++);
-        _events.Log?.Invoke($"Generated {done} class image(s) in {sw.Elapsed.TotalSeconds:F1} s.");
+            var sw = Stopwatch.StartNew();
+            var options = new TextToImageOptions
+            {
+                Prompts = new[] { prompt }, Steps = _o.ClassImageSteps, BatchSize = _o.SampleBatchSize,
+                Seed = _o.Seed, Width = _o.Resolution, Height = _o.Resolution,
+            };
+            int done = 0;
+            ClassImageGenerator.Generate(pipeline, plan, options,
+                new InlineProgress<DenoiseProgress>(p => Report("class-images", p.Image, plan.Missing, 0, null, null, 0, sw.Elapsed,
+                    $"Class image {p.Image + 1}/{plan.Missing} ('{prompt}'), step {p.Step}/{p.StepCount}")),
+                cancellation, _ => done++);
+            _events.Log?.Invoke($"Generated {done} class image(s) of '{prompt}' in {sw.Elapsed.TotalSeconds:F1} s.");
+        }
     }
 
     void SaveCheckpoint(TrainingState snapshot, double loss, double lr, bool prune = true, bool final = false)

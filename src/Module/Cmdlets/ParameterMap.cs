@@ -17,6 +17,7 @@ public static class ParameterMap
         ["caption_dropout_every_n_epochs"] = "CaptionDropoutEveryNEpochs",
         ["class_data_dir"] = "ClassDataDirectory",
         ["class_prompt"] = "ClassPrompt",
+        ["concepts_list"] = "Concept",   // the concepts-list fork of train_dreambooth.py
         ["with_prior_preservation"] = "WithPriorPreservation",
         ["prior_loss_weight"] = "PriorLossWeight",
         ["num_class_images"] = "NumClassImages",

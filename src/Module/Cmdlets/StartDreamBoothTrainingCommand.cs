@@ -35,6 +35,12 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ValidateRange(0, 100000)] public int CaptionDropoutEveryNEpochs { get; set; }
     [Parameter] [Alias("ClassDataDir")] public string? ClassDataDirectory { get; set; }
     [Parameter] public string? ClassPrompt { get; set; }
+    /// <summary>
+    /// More subjects in one run (the concepts list of the DreamBooth fork of diffusers' script): hashtables or objects
+    /// with InstanceDataDirectory, InstancePrompt, ClassDataDirectory, ClassPrompt (or instance_data_dir, ...), or the
+    /// path of a concepts_list JSON file. Without -InstanceDataDirectory the first is the run's main subject.
+    /// </summary>
+    [Parameter] [Alias("ConceptsList")] public object[]? Concept { get; set; }
     [Parameter] public SwitchParameter WithPriorPreservation { get; set; }
     [Parameter, ValidateRange(0.0, 1000.0)] public double PriorLossWeight { get; set; } = 1.0;
     [Parameter, ValidateRange(1, 100000)] public int NumClassImages { get; set; } = 100;
@@ -129,8 +135,18 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     protected override void EndProcessing()
     {
         if (ConfigFile is not null) ApplyConfigFile(ResolvePath(ConfigFile));
+        var concepts = Concept is null ? new List<DreamBoothConcept>() : ReadConcepts(Concept);
+        if (string.IsNullOrWhiteSpace(InstanceDataDirectory) && concepts.Count > 0)
+        {
+            var first = concepts[0];
+            concepts.RemoveAt(0);
+            InstanceDataDirectory = first.InstanceDataDirectory;
+            InstancePrompt ??= first.InstancePrompt;
+            ClassDataDirectory ??= first.ClassDataDirectory;
+            ClassPrompt ??= first.ClassPrompt;
+        }
         if (string.IsNullOrWhiteSpace(Model)) ThrowInputError("-Model is required: a diffusers model folder such as one saved by diffusers' save_pretrained.", ErrorCategory.InvalidArgument, null, "MissingModel");
-        if (string.IsNullOrWhiteSpace(InstanceDataDirectory)) ThrowInputError("-InstanceDataDirectory is required: a folder with 3–5 photos of the subject.", ErrorCategory.InvalidArgument, null, "MissingInstanceData");
+        if (string.IsNullOrWhiteSpace(InstanceDataDirectory)) ThrowInputError("-InstanceDataDirectory is required: a folder with 3–5 photos of the subject (or -Concept with one per subject).", ErrorCategory.InvalidArgument, null, "MissingInstanceData");
         if (string.IsNullOrWhiteSpace(InstancePrompt)) ThrowInputError("-InstancePrompt is required, e.g. 'a photo of sks dog'.", ErrorCategory.InvalidArgument, null, "MissingInstancePrompt");
         if (string.IsNullOrWhiteSpace(OutputDirectory)) ThrowInputError("-OutputDirectory is required: where checkpoints and the trained model go.", ErrorCategory.InvalidArgument, null, "MissingOutputDirectory");
 
@@ -140,6 +156,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ShuffleCaption = ShuffleCaption, KeepTokens = KeepTokens, KeepTokensSeparator = KeepTokensSeparator, CaptionDropoutRate = CaptionDropoutRate,
             CaptionTagDropoutRate = CaptionTagDropoutRate, CaptionDropoutEveryNEpochs = CaptionDropoutEveryNEpochs,
             ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
+            Concepts = concepts.Count > 0 ? concepts : null,
             WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
             SampleBatchSize = SampleBatchSize, PriorGenerationPrecision = PriorGenerationPrecision, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,
             EnableBucket = EnableBucket, MinBucketResolution = MinBucketResolution, MaxBucketResolution = MaxBucketResolution, BucketResolutionSteps = BucketResolutionSteps,
@@ -192,6 +209,56 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     }
 
     /// <summary>Sets parameters not given on the command line from a JSON/.psd1 file (names: ours or diffusers' flags).</summary>
+    /// <summary>
+    /// -Concept's items as concepts: hashtables, objects (ConvertFrom-Json, Import-Csv), JSON object text (a config
+    /// file's concepts_list array), or the path of a JSON file holding one object or an array of them. Keys by our
+    /// parameter names or diffusers' (instance_data_dir, instance_prompt, class_data_dir, class_prompt); folders resolve
+    /// against the current location.
+    /// </summary>
+    List<DreamBoothConcept> ReadConcepts(IEnumerable<object> items)
+    {
+        var result = new List<DreamBoothConcept>();
+        foreach (var raw in items)
+        {
+            object item = raw is PSObject pso && pso.BaseObject is not PSCustomObject ? pso.BaseObject : raw;
+            if (item is string text)
+            {
+                try
+                {
+                    string json = text.TrimStart().StartsWith('{') ? text : File.ReadAllText(ResolvePath(text));
+                    using var doc = JsonDocument.Parse(json);
+                    var objects = doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement.EnumerateArray().ToList() : new List<JsonElement> { doc.RootElement };
+                    result.AddRange(ReadConcepts(objects.Select(o => (object)o.EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value.ToString()))));
+                }
+                catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)
+                {
+                    ThrowInputError($"-Concept '{text}' is neither a concept nor a readable concepts_list JSON file: {e.Message}", ErrorCategory.InvalidData, text, "InvalidConcept");
+                }
+                continue;
+            }
+            var fields = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+            if (item is IDictionary dict)
+                foreach (DictionaryEntry kv in dict) fields[ParameterMap.ToParameterName(kv.Key.ToString()!)] = kv.Value?.ToString();
+            else if (item is System.Collections.Generic.IDictionary<string, object?> generic)
+                foreach (var kv in generic) fields[ParameterMap.ToParameterName(kv.Key)] = kv.Value?.ToString();
+            else
+                foreach (var p in PSObject.AsPSObject(item).Properties) fields[ParameterMap.ToParameterName(p.Name)] = p.Value?.ToString();
+            string? Field(string name, string alias) => fields.TryGetValue(name, out var v) || fields.TryGetValue(alias, out v) ? (string.IsNullOrWhiteSpace(v) ? null : v) : null;
+            var instances = Field(nameof(InstanceDataDirectory), "InstanceDataDir");
+            var prompt = Field(nameof(InstancePrompt), nameof(InstancePrompt));
+            if (instances is null || prompt is null)
+                ThrowInputError($"Each -Concept needs InstanceDataDirectory and InstancePrompt (concept {result.Count + 1} has {string.Join(", ", fields.Keys)}).",
+                    ErrorCategory.InvalidArgument, item, "IncompleteConcept");
+            var classes = Field(nameof(ClassDataDirectory), "ClassDataDir");
+            result.Add(new DreamBoothConcept
+            {
+                InstanceDataDirectory = ResolvePath(instances!), InstancePrompt = prompt!,
+                ClassDataDirectory = classes is null ? null : ResolvePath(classes), ClassPrompt = Field(nameof(ClassPrompt), nameof(ClassPrompt)),
+            });
+        }
+        return result;
+    }
+
     void ApplyConfigFile(string path)
     {
         IDictionary settings;

@@ -58,7 +58,16 @@ public abstract class TrainingCmdletBase : DreamBoothCmdlet
         var settings = new Hashtable(StringComparer.OrdinalIgnoreCase);
         foreach (var prop in typeof(DreamBoothOptions).GetProperties())
             if (prop.GetIndexParameters().Length == 0 && prop.Name != nameof(DreamBoothOptions.HasValidation))
-                settings[prop.Name] = prop.GetValue(r.Options) is IReadOnlyList<string> list ? list.ToArray() : prop.GetValue(r.Options);
+                settings[prop.Name] = prop.GetValue(r.Options) switch
+                {
+                    IReadOnlyList<string> list => list.ToArray(),
+                    IReadOnlyList<DreamBoothConcept> concepts => concepts.Select(c => new Hashtable
+                    {
+                        [nameof(c.InstanceDataDirectory)] = c.InstanceDataDirectory, [nameof(c.InstancePrompt)] = c.InstancePrompt,
+                        [nameof(c.ClassDataDirectory)] = c.ClassDataDirectory, [nameof(c.ClassPrompt)] = c.ClassPrompt,
+                    }).ToArray(),
+                    var value => value,
+                };
         return new DreamBoothModel
         {
             Path = r.OutputDirectory, Steps = r.Steps, Epochs = r.Epochs, FinalLoss = r.FinalLoss, Duration = r.Duration,
