@@ -13,6 +13,7 @@
     FormatsToProcess     = @('src/Module/DreamBooth.format.ps1xml')
     CmdletsToExport      = @(
         'Get-DreamBoothEnvironment'
+        'Get-DreamBoothModel'
         'Invoke-DreamBoothInference'
         'New-DreamBoothClassImage'
         'Start-DreamBoothTraining'

@@ -176,6 +176,16 @@ Describe 'Start-DreamBoothTraining' {
             $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
             $e.Exception.Message | Should -Match 'InstancePrompt'
         }
+        It 'Get-DreamBoothModel describes the base model, the run and its checkpoint, and reports what is not a model' {
+            $d = Get-DreamBoothModel $tiny, $out, (Join-Path $out 'checkpoint-4'), (Join-Path $work 'no-such-model') -ErrorVariable errs -ErrorAction SilentlyContinue
+            $d.Kind | Should -Be @('pipeline', 'training output', 'checkpoint')
+            $d[0].Resolution | Should -Be 64
+            $d[0].Precision | Should -Be 'fp32'
+            $d[2].BaseModel | Should -Be $tiny
+            $errs | Should -HaveCount 1
+            $errs[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+            ($d[0] | Out-String) | Should -Match 'Name\s+Kind\s+Family\s+Resolution'
+        }
         It 'refuses an output folder that already has checkpoints' {
             $e = { Start-DreamBoothTraining @base -OutputDirectory $out -MaxTrainSteps 2 } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'InvalidOperation'

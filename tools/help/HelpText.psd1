@@ -199,6 +199,17 @@
                 Force = 'Overwrite an existing file.'
             }
         }
+        'Get-DreamBoothModel' = @{
+            Synopsis = 'Describes models (family, default resolution, prediction type, precision, size) without loading their weights.'
+            Description = 'Reads the configs and safetensors headers of a diffusers pipeline folder, a training output, a checkpoint-N folder, a LoRA output, a single .safetensors checkpoint (imported once, as -Model does) or a Hub id already in the Hugging Face cache (never downloaded), and emits a DreamBoothModelInfo: Kind, BaseModel, Family (SD 1.x or SD 2.x), Resolution (the size the model generates at by default; train with it as -Resolution), PredictionType (epsilon or v_prediction), Inpainting (a 9-channel UNet: use it with -InitImage and -MaskImage, not for training), Precision of the stored UNet, parameter counts and SizeGB on disk. Paths that do not exist or are not models get a non-terminating error each. The objects pipe into Start-DreamBoothTraining and Invoke-DreamBoothInference by their Path.'
+            Examples = @(
+                @{ Code = 'Get-DreamBoothModel ./models/*'; Remarks = 'A table of every model in a folder.' }
+                @{ Code = "Get-DreamBoothModel ./stable-diffusion-2-1 | Select-Object Family, Resolution, PredictionType"; Remarks = 'SD 2.1 (768-v): train it with -Resolution 768.' }
+            )
+            Parameters = @{
+                Path = 'Model folders (wildcards allowed), training outputs, checkpoint-N or LoRA folders, .safetensors files, or Hub ids in the Hugging Face cache. Takes objects with a Path, FullName or Model property from the pipeline.'
+            }
+        }
         'Get-DreamBoothCheckpoint' = @{
             Synopsis = 'Lists the checkpoints of training runs as DreamBoothCheckpoint objects (step, epoch, loss, learning rate, time).'
             Description = 'Reads the dreambooth_checkpoint.json of each checkpoint-N folder of a Start-DreamBoothTraining output folder, by ascending step, or of a checkpoint-N folder given itself. The objects pipe into Resume-DreamBoothTraining and Invoke-DreamBoothInference (by their Path) and stand for their folder wherever a path is asked (Export-DreamBoothCheckpoint -Model (Get-DreamBoothCheckpoint ./run -Latest) -Path run.safetensors). A folder that does not exist, holds no checkpoint or has a damaged manifest gets a non-terminating error, and the other paths are still listed. Checkpoints written before this cmdlet existed show Loss and LearningRate as NaN.'

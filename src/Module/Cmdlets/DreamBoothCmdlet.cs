@@ -95,7 +95,15 @@ public abstract class DreamBoothCmdlet : PSCmdlet
     {
         if (e is PipelineStoppedException) throw e;
         if (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerException!;
-        var category = e switch
+        var record = new ErrorRecord(e, errorId ?? e.GetType().Name, CategoryOf(e), target);
+        // libtorch's own words come with a C++ stack; say what ran out and what needs less (training says more itself).
+        if (e is not Engine.Training.TrainingOutOfMemoryException && OutOfMemory.Is(e))
+            record.ErrorDetails = new ErrorDetails($"Out of memory: {OutOfMemory.Describe(e)} Clear-DreamBoothModelCache frees the pipelines kept loaded; fp16 precision, smaller images and smaller batches need less.");
+        ThrowTerminatingError(record);
+    }
+
+    /// <summary>The ErrorCategory that fits an engine exception.</summary>
+    protected static ErrorCategory CategoryOf(Exception e) => e switch
         {
             FileNotFoundException or DirectoryNotFoundException => ErrorCategory.ObjectNotFound,
             ModelSourceException => ErrorCategory.InvalidData,
@@ -114,12 +122,6 @@ public abstract class DreamBoothCmdlet : PSCmdlet
             IOException => ErrorCategory.WriteError,
             _ => ErrorCategory.NotSpecified,
         };
-        var record = new ErrorRecord(e, errorId ?? e.GetType().Name, category, target);
-        // libtorch's own words come with a C++ stack; say what ran out and what needs less (training says more itself).
-        if (e is not Engine.Training.TrainingOutOfMemoryException && OutOfMemory.Is(e))
-            record.ErrorDetails = new ErrorDetails($"Out of memory: {OutOfMemory.Describe(e)} Clear-DreamBoothModelCache frees the pipelines kept loaded; fp16 precision, smaller images and smaller batches need less.");
-        ThrowTerminatingError(record);
-    }
 
     /// <summary>The generation inputs the parameter attributes cannot check: sizes in multiples of 8, a known scheduler.</summary>
     protected void ValidateGenerationInputs(int? width, int? height, string? scheduler)
@@ -145,6 +147,14 @@ public abstract class DreamBoothCmdlet : PSCmdlet
     /// </summary>
     protected Engine.Pipelines.ModelSource ResolveModel(string model, bool offline)
     {
+        var (source, error) = TryResolveModel(model, offline);
+        if (error is not null) ThrowTerminatingError(error);
+        return source!;
+    }
+
+    /// <summary><see cref="ResolveModel"/> that returns its error instead of throwing it (for cmdlets that go on to the next path).</summary>
+    protected (Engine.Pipelines.ModelSource? Source, ErrorRecord? Error) TryResolveModel(string model, bool offline)
+    {
         var path = ResolvePath(model);
         bool local = Directory.Exists(path) || File.Exists(path);
         bool hub = !local && HubModelId.TryParse(model, out _);
@@ -161,15 +171,13 @@ public abstract class DreamBoothCmdlet : PSCmdlet
                 return s;
             }, rethrow: true);
             DiffusersPipelineFolder.Open(source.BaseModel);
-            return source;
+            return (source, null);
         }
         catch (Exception e) when (e is not PipelineStoppedException)
         {
-            var category = e is ModelSourceException && hub || e is DirectoryNotFoundException or FileNotFoundException
-                ? ErrorCategory.ObjectNotFound : (ErrorCategory?)null;
-            if (category is { } c) ThrowTerminatingError(new ErrorRecord(e, "ModelNotFound", c, model));
-            ThrowEngineError(e, model, "InvalidModel");
-            throw;   // not reached
+            if (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerException!;
+            bool notFound = e is ModelSourceException && hub || e is DirectoryNotFoundException or FileNotFoundException;
+            return (null, new ErrorRecord(e, notFound ? "ModelNotFound" : "InvalidModel", notFound ? ErrorCategory.ObjectNotFound : CategoryOf(e), model));
         }
     }
 
