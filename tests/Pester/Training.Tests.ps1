@@ -154,13 +154,14 @@ Describe 'Start-DreamBoothTraining' {
             New-Item -ItemType Directory $figures | Out-Null
             Get-ChildItem $instances -Filter *.png | Select-Object -First 2 | Copy-Item -Destination $figures
             $run = Start-DreamBoothTraining -Model $tiny -Resolution 64 -Seed 1 -LearningRate 1e-4 -OutputDirectory (Join-Path $work 'concepts') -MaxTrainSteps 1 `
-                -Concept @{ InstanceDataDirectory = $instances; InstancePrompt = 'a photo of sks toy' }, @{ instance_data_dir = $figures; instance_prompt = 'a photo of zwx figure' } `
+                -Concept @{ InstanceDataDirectory = $instances; InstancePrompt = 'a photo of sks toy' }, @{ instance_data_dir = $figures; instance_prompt = 'a photo of zwx figure'; num_repeats = 2 } `
                 -Confirm:$false -Verbose 4>&1
             @($run | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message |
-                Should -Contain "Concepts: 'a photo of sks toy' (4 images); 'a photo of zwx figure' (2 images)."
+                Should -Contain "Concepts: 'a photo of sks toy' (4 images); 'a photo of zwx figure' (2 images × 2 repeats)."
             $settings = ($run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }).Settings
             $settings.InstancePrompt | Should -Be 'a photo of sks toy'
             $settings.Concepts[0].InstancePrompt | Should -Be 'a photo of zwx figure'
+            $settings.Concepts[0].Repeats | Should -Be 2
 
             # The concepts-list fork's file, named by -ConfigFile's concepts_list (its keys, its relative paths).
             $list = Join-Path $work 'concepts.json'

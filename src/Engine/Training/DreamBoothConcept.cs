@@ -11,6 +11,11 @@ public sealed record DreamBoothConcept
     public required string InstancePrompt { get; init; }
     public string? ClassDataDirectory { get; init; }
     public string? ClassPrompt { get; init; }
+    /// <summary>
+    /// kohya-ss' repeats (its folder names' "10_" prefix, num_repeats): each instance image counts this many times in an
+    /// epoch, so that a concept with few photos is seen as often as one with many. 1: once.
+    /// </summary>
+    public int Repeats { get; init; } = 1;
 
     /// <summary>The class folder as one key however it is written (full path, no trailing separator; any case on Windows).</summary>
     public string? ClassFolderKey => ClassDataDirectory is null ? null : FolderKey(ClassDataDirectory);

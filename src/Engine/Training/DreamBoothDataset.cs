@@ -42,7 +42,7 @@ public sealed class DreamBoothDataset
     /// per class folder as diffusers does. Several concepts (<see cref="DreamBoothConcept"/>) are joined as the
     /// concepts-list fork of diffusers' script joins them: every concept's instance images in turn, every class folder's
     /// images with its concept's class prompt (a folder two concepts share is read once); items pair instance i % n with
-    /// class i % m as for one concept.
+    /// class i % m as for one concept. A concept's <see cref="DreamBoothConcept.Repeats"/> lists its images that many times.
     /// </summary>
     public static DreamBoothDataset FromConcepts(IReadOnlyList<DreamBoothConcept> concepts, bool withPrior, int numClassImages, int resolution,
         bool centerCrop, bool randomFlip, string? captionExtension = null, AspectRatioBuckets? buckets = null)
@@ -54,8 +54,12 @@ public sealed class DreamBoothDataset
             var images = ImageFiles.List(c.InstanceDataDirectory);
             if (images.Count == 0)
                 throw new ArgumentException($"Instance folder '{c.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
-            instances.AddRange(images);
-            prompts.AddRange(InstanceCaptions.Read(images, captionExtension, c.InstancePrompt));
+            var captions = InstanceCaptions.Read(images, captionExtension, c.InstancePrompt);
+            for (int r = 0; r < c.Repeats; r++)   // kohya-ss' repeats: the images again, each a dataset item of its own
+            {
+                instances.AddRange(images);
+                prompts.AddRange(captions);
+            }
         }
         var classes = new List<string>();
         var classPrompts = new List<string>();

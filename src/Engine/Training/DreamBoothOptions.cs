@@ -33,9 +33,11 @@ public sealed record DreamBoothOptions
     /// and with prior preservation each fills its own class folder with its own class prompt. Null or empty: one subject.
     /// </summary>
     public IReadOnlyList<DreamBoothConcept>? Concepts { get; init; }
+    /// <summary>kohya-ss' repeats for the first concept: each of its instance images counts this many times an epoch.</summary>
+    public int Repeats { get; init; } = 1;
     /// <summary>The run's subjects: the first from the options themselves, then <see cref="Concepts"/>.</summary>
     [JsonIgnore] public IReadOnlyList<DreamBoothConcept> AllConcepts =>
-        new[] { new DreamBoothConcept { InstanceDataDirectory = InstanceDataDirectory, InstancePrompt = InstancePrompt, ClassDataDirectory = ClassDataDirectory, ClassPrompt = ClassPrompt } }
+        new[] { new DreamBoothConcept { InstanceDataDirectory = InstanceDataDirectory, InstancePrompt = InstancePrompt, ClassDataDirectory = ClassDataDirectory, ClassPrompt = ClassPrompt, Repeats = Repeats } }
             .Concat(Concepts ?? Array.Empty<DreamBoothConcept>()).ToList();
     public bool WithPriorPreservation { get; init; }
     public double PriorLossWeight { get; init; } = 1.0;
@@ -210,6 +212,9 @@ public sealed record DreamBoothOptions
             if (string.IsNullOrWhiteSpace(ClassPrompt)) throw new ArgumentException("-WithPriorPreservation needs -ClassPrompt, e.g. 'a photo of dog'.");
         }
         var concepts = AllConcepts;
+        for (int i = 0; i < concepts.Count; i++)
+            if (concepts[i].Repeats < 1)
+                throw new ArgumentOutOfRangeException(nameof(Repeats), concepts[i].Repeats, $"Repeats must be at least 1 (concept {i + 1} has {concepts[i].Repeats}).");
         for (int i = 1; i < concepts.Count; i++)
         {
             var c = concepts[i];

@@ -138,10 +138,10 @@ public sealed class DreamBoothTrainer : IDisposable
             if (images.Count == 0)
                 throw new ArgumentException($"Instance folder '{concept.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
             InstanceCaptions.Read(images, o.CaptionExtension, concept.InstancePrompt);   // an empty caption file fails now
-            instances.AddRange(images);
+            for (int r = 0; r < concept.Repeats; r++) instances.AddRange(images);
         }
         // Unreadable images fail now, naming the file, not an hour into the run.
-        foreach (var f in instances) ImageLoader.LoadRgb(f).Dispose();
+        foreach (var f in instances.Distinct()) ImageLoader.LoadRgb(f).Dispose();
         foreach (var classFolder in classFolders.Where(Directory.Exists))
             foreach (var f in ImageFiles.List(classFolder).Take(o.NumClassImages)) ImageLoader.LoadRgb(f).Dispose();
         // Checked without creating anything (Start-DreamBoothTraining -WhatIf runs Preflight too); the run creates them.
@@ -173,8 +173,9 @@ public sealed class DreamBoothTrainer : IDisposable
         LoadModels(resume?.Path);
         _dataset = DreamBoothDataset.FromConcepts(_o.AllConcepts, _o.WithPriorPreservation, _o.NumClassImages, _o.Resolution, _o.CenterCrop,
             _o.RandomFlip, _o.CaptionExtension, _o.EnableBucket ? AspectRatioBuckets.For(_o) : null);
-        if (_o.AllConcepts.Count > 1)
-            _events.Log?.Invoke($"Concepts: {string.Join("; ", _o.AllConcepts.Select(c => $"'{c.InstancePrompt}' ({ImageFiles.List(c.InstanceDataDirectory).Count} images" + (_o.WithPriorPreservation ? $", class '{c.ClassPrompt}'" : "") + ")"))}.");
+        if (_o.AllConcepts.Count > 1 || _o.Repeats > 1)
+            _events.Log?.Invoke($"Concepts: {string.Join("; ", _o.AllConcepts.Select(c => $"'{c.InstancePrompt}' ({ImageFiles.List(c.InstanceDataDirectory).Count} images"
+                + (c.Repeats > 1 ? $" × {c.Repeats} repeats" : "") + (_o.WithPriorPreservation ? $", class '{c.ClassPrompt}'" : "") + ")"))}.");
         if (_o.EnableBucket)
             _events.Log?.Invoke("Aspect-ratio buckets (-EnableBucket): " + string.Join(", ", _dataset.BucketsOfImages().GroupBy(b => b)
                 .OrderByDescending(g => g.Count()).Select(g => $"{g.Key.Width}x{g.Key.Height}: {g.Count()} image(s)")) + ".");

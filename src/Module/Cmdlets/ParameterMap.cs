@@ -18,6 +18,7 @@ public static class ParameterMap
         ["class_data_dir"] = "ClassDataDirectory",
         ["class_prompt"] = "ClassPrompt",
         ["concepts_list"] = "Concept",   // the concepts-list fork of train_dreambooth.py
+        ["num_repeats"] = "Repeats",     // kohya-ss' dataset config
         ["with_prior_preservation"] = "WithPriorPreservation",
         ["prior_loss_weight"] = "PriorLossWeight",
         ["num_class_images"] = "NumClassImages",

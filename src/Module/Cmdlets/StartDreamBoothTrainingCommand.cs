@@ -41,6 +41,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     /// path of a concepts_list JSON file. Without -InstanceDataDirectory the first is the run's main subject.
     /// </summary>
     [Parameter] [Alias("ConceptsList")] public object[]? Concept { get; set; }
+    /// <summary>kohya-ss' repeats (num_repeats) of the first subject: each of its photos counts this many times an epoch (a -Concept takes a Repeats key).</summary>
+    [Parameter, ValidateRange(1, 10000)] public int Repeats { get; set; } = 1;
     [Parameter] public SwitchParameter WithPriorPreservation { get; set; }
     [Parameter, ValidateRange(0.0, 1000.0)] public double PriorLossWeight { get; set; } = 1.0;
     [Parameter, ValidateRange(1, 100000)] public int NumClassImages { get; set; } = 100;
@@ -142,6 +144,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             concepts.RemoveAt(0);
             InstanceDataDirectory = first.InstanceDataDirectory;
             InstancePrompt ??= first.InstancePrompt;
+            if (!MyInvocation.BoundParameters.ContainsKey(nameof(Repeats))) Repeats = first.Repeats;
             ClassDataDirectory ??= first.ClassDataDirectory;
             ClassPrompt ??= first.ClassPrompt;
         }
@@ -156,7 +159,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ShuffleCaption = ShuffleCaption, KeepTokens = KeepTokens, KeepTokensSeparator = KeepTokensSeparator, CaptionDropoutRate = CaptionDropoutRate,
             CaptionTagDropoutRate = CaptionTagDropoutRate, CaptionDropoutEveryNEpochs = CaptionDropoutEveryNEpochs,
             ClassDataDirectory = ClassDataDirectory is null ? null : ResolvePath(ClassDataDirectory), ClassPrompt = ClassPrompt,
-            Concepts = concepts.Count > 0 ? concepts : null,
+            Concepts = concepts.Count > 0 ? concepts : null, Repeats = Repeats,
             WithPriorPreservation = WithPriorPreservation, PriorLossWeight = PriorLossWeight, NumClassImages = NumClassImages,
             SampleBatchSize = SampleBatchSize, PriorGenerationPrecision = PriorGenerationPrecision, Resolution = Resolution, CenterCrop = CenterCrop, RandomFlip = RandomFlip,
             EnableBucket = EnableBucket, MinBucketResolution = MinBucketResolution, MaxBucketResolution = MaxBucketResolution, BucketResolutionSteps = BucketResolutionSteps,
@@ -250,10 +253,14 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
                 ThrowInputError($"Each -Concept needs InstanceDataDirectory and InstancePrompt (concept {result.Count + 1} has {string.Join(", ", fields.Keys)}).",
                     ErrorCategory.InvalidArgument, item, "IncompleteConcept");
             var classes = Field(nameof(ClassDataDirectory), "ClassDataDir");
+            var repeats = Field(nameof(Repeats), nameof(Repeats));
+            if (repeats is not null && !(int.TryParse(repeats, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int r) && r >= 1))
+                ThrowInputError($"Concept {result.Count + 1}: Repeats must be a whole number of at least 1 (got '{repeats}').", ErrorCategory.InvalidArgument, item, "InvalidConceptRepeats");
             result.Add(new DreamBoothConcept
             {
                 InstanceDataDirectory = ResolvePath(instances!), InstancePrompt = prompt!,
                 ClassDataDirectory = classes is null ? null : ResolvePath(classes), ClassPrompt = Field(nameof(ClassPrompt), nameof(ClassPrompt)),
+                Repeats = repeats is null ? 1 : int.Parse(repeats, System.Globalization.CultureInfo.InvariantCulture),
             });
         }
         return result;

@@ -64,7 +64,7 @@ public abstract class TrainingCmdletBase : DreamBoothCmdlet
                     IReadOnlyList<DreamBoothConcept> concepts => concepts.Select(c => new Hashtable
                     {
                         [nameof(c.InstanceDataDirectory)] = c.InstanceDataDirectory, [nameof(c.InstancePrompt)] = c.InstancePrompt,
-                        [nameof(c.ClassDataDirectory)] = c.ClassDataDirectory, [nameof(c.ClassPrompt)] = c.ClassPrompt,
+                        [nameof(c.ClassDataDirectory)] = c.ClassDataDirectory, [nameof(c.ClassPrompt)] = c.ClassPrompt, [nameof(c.Repeats)] = c.Repeats,
                     }).ToArray(),
                     var value => value,
                 };

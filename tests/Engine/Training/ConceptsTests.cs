@@ -77,6 +77,19 @@ public sealed class ConceptsTests : IDisposable
     }
 
     [Fact]
+    public void Repeats_ListAConceptsImagesThatManyTimes()
+    {
+        var o = Options("x", 1) with { Repeats = 3 };
+        var data = DreamBoothDataset.FromConcepts(o.AllConcepts, false, 2, 64, true, false);
+        Assert.Equal(3 * 4 + 2, data.InstanceImages.Count);
+        Assert.Equal(data.InstanceImages.Take(4), data.InstanceImages.Skip(4).Take(4));
+        Assert.Equal(Enumerable.Repeat("a photo of sks toy", 12).Append("a photo of zwx figure").Append("a photo of zwx figure"), data.InstancePrompts);
+        Assert.Equal(14, data.Length);
+        Assert.Throws<ArgumentOutOfRangeException>((o with { Repeats = 0 }).Validate);
+        Assert.Throws<ArgumentOutOfRangeException>((o with { Concepts = new[] { o.Concepts![0] with { Repeats = 0 } } }).Validate);
+    }
+
+    [Fact]
     public void IncompleteOrClashingConcepts_AreRefusedBeforeAnyWork()
     {
         var o = Options("x", 1);
