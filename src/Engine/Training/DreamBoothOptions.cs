@@ -91,6 +91,8 @@ public sealed record DreamBoothOptions
     public long Seed { get; init; }
     public int CheckpointingSteps { get; init; } = 500;
     public int? CheckpointsTotalLimit { get; init; }
+    /// <summary>kohya-ss' --save_every_n_epochs: also a checkpoint at the end of every Nth epoch (beside every CheckpointingSteps steps). Null: none.</summary>
+    public int? CheckpointingEpochs { get; init; }
     public IReadOnlyList<string> ValidationPrompts { get; init; } = Array.Empty<string>();
     public int NumValidationImages { get; init; } = 4;
     public int ValidationSteps { get; init; } = 100;
@@ -184,6 +186,7 @@ public sealed record DreamBoothOptions
             Range(MaxBucketResolution >= Math.Max(MinBucketResolution, Resolution) && MaxBucketResolution % BucketResolutionSteps == 0, nameof(MaxBucketResolution), MaxBucketResolution,
                 $"must be a multiple of -BucketResolutionSteps ({BucketResolutionSteps}) and at least -MinBucketResolution and -Resolution");
         }
+        Range(CheckpointingEpochs is null or >= 1, nameof(CheckpointingEpochs), CheckpointingEpochs!, "must be at least 1");
         Range(KeepTokens >= 0, nameof(KeepTokens), KeepTokens, "cannot be negative");
         Range(CaptionDropoutRate is >= 0 and <= 1, nameof(CaptionDropoutRate), CaptionDropoutRate, "must be between 0 and 1");
         Range(CaptionTagDropoutRate is >= 0 and <= 1, nameof(CaptionTagDropoutRate), CaptionTagDropoutRate, "must be between 0 and 1");

@@ -314,7 +314,8 @@ public sealed class DreamBoothTrainer : IDisposable
                     Report("training", _state.GlobalStep, maxSteps, epoch, lastLoss, _state.SmoothedLoss, stepLr, total.Elapsed, null, rate);
                     trackers.LogStep(_state.GlobalStep, epoch, lastLoss, stepLr);
 
-                    if (_state.GlobalStep % _o.CheckpointingSteps == 0 && _state.GlobalStep < maxSteps)
+                    bool epochCheckpoint = endOfEpoch && _o.CheckpointingEpochs is int every && (epoch + 1) % every == 0;
+                    if ((_state.GlobalStep % _o.CheckpointingSteps == 0 || epochCheckpoint) && _state.GlobalStep < maxSteps)
                         SaveCheckpoint(_lastSync, lastLoss, stepLr);
                     if (_o.HasValidation && _state.GlobalStep % _o.ValidationSteps == 0)
                     {

@@ -22,10 +22,20 @@ public sealed record TrainingDiskEstimate(long CheckpointBytes, int Checkpoints,
         long pipeline = o.LoRA ? 0 : 4 * (counts.Unet + counts.TextEncoder + counts.Vae);            // saved in float32
         int stepsPerEpoch = (batchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
         int maxSteps = o.MaxTrainSteps ?? o.NumTrainEpochs * Math.Max(1, stepsPerEpoch);
-        int written = Math.Max(0, (maxSteps - 1) / o.CheckpointingSteps - startStep / o.CheckpointingSteps) + 1;   // periodic ones + the final one
-        int atOnce = Math.Min(written, o.CheckpointsTotalLimit ?? int.MaxValue);
+        // The periodic ones after the start: every CheckpointingSteps steps and at the end of every CheckpointingEpochs-th
+        // epoch (a step both counts once); then the final one.
+        long Multiples(long every) => Math.Max(0, (maxSteps - 1) / every - startStep / every);
+        long written = Multiples(o.CheckpointingSteps) + 1;
+        if (o.CheckpointingEpochs is int epochs)
+        {
+            long e = (long)epochs * Math.Max(1, stepsPerEpoch);
+            written += Multiples(e) - Multiples(e / Gcd(e, o.CheckpointingSteps) * o.CheckpointingSteps);
+        }
+        int atOnce = (int)Math.Min(written, o.CheckpointsTotalLimit ?? int.MaxValue);
         return new TrainingDiskEstimate(checkpoint, atOnce, pipeline);
     }
+
+    static long Gcd(long a, long b) => b == 0 ? a : Gcd(b, a % b);
 
     /// <summary>Throws <see cref="InsufficientDiskSpaceException"/> when the run cannot fit on the output's drive (where its free space is known).</summary>
     public static void EnsureFits(DreamBoothOptions o, PipelineMemory.ParameterCounts counts, int startStep, int batchesPerEpoch, long? freeBytes)

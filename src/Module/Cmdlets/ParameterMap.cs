@@ -53,6 +53,7 @@ public static class ParameterMap
         ["seed"] = "Seed",
         ["checkpointing_steps"] = "CheckpointingSteps",
         ["checkpoints_total_limit"] = "CheckpointsTotalLimit",
+        ["save_every_n_epochs"] = "CheckpointingEpochs",   // kohya-ss
         ["validation_prompt"] = "ValidationPrompt",
         ["num_validation_images"] = "NumValidationImages",
         ["validation_steps"] = "ValidationSteps",

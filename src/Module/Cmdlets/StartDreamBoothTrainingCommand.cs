@@ -83,6 +83,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public long? Seed { get; set; }
     [Parameter, ValidateRange(1, int.MaxValue)] public int CheckpointingSteps { get; set; } = 500;
     [Parameter, ValidateRange(1, int.MaxValue)] public int? CheckpointsTotalLimit { get; set; }
+    /// <summary>kohya-ss' --save_every_n_epochs: also a checkpoint at the end of every Nth epoch.</summary>
+    [Parameter, ValidateRange(1, int.MaxValue)] [Alias("SaveEveryNEpochs")] public int? CheckpointingEpochs { get; set; }
     [Parameter] public string[]? ValidationPrompt { get; set; }
     [Parameter, ValidateRange(1, 1000)] public int NumValidationImages { get; set; } = 4;
     [Parameter, ValidateRange(1, int.MaxValue)] public int ValidationSteps { get; set; } = 100;
@@ -170,7 +172,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             TrainTextEncoder = TrainTextEncoder, TextEncoderLearningRate = TextEncoderLearningRate, StopTextEncoderTraining = StopTextEncoderTraining,
             AdamBeta1 = AdamBeta1, AdamBeta2 = AdamBeta2, AdamWeightDecay = AdamWeightDecay,
             AdamEpsilon = AdamEpsilon, MaxGradNorm = MaxGradNorm, Seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue),
-            CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit,
+            CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit, CheckpointingEpochs = CheckpointingEpochs,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,

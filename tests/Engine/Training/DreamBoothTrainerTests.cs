@@ -195,6 +195,17 @@ public class DreamBoothTrainerTests : IDisposable
     }
 
     [Fact]
+    public void CheckpointingEpochs_SavesAtTheEndOfEveryNthEpoch()
+    {
+        // 4 items in batches of 2: an epoch is 2 steps; every 2nd epoch ends at step 4 (8 is past the run's 7).
+        var o = Options("epochs", 7) with { CheckpointingSteps = 1000, CheckpointingEpochs = 2 };
+        var saved = new List<int>();
+        DreamBoothTrainer.Train(o, new TrainingEvents { CheckpointSaved = c => saved.Add(c.Step) }, CancellationToken.None);
+        Assert.Equal(new[] { 4, 7 }, saved);   // and the final one
+        Assert.Throws<ArgumentOutOfRangeException>((o with { CheckpointingEpochs = 0 }).Validate);
+    }
+
+    [Fact]
     public void AnInpaintingModel_IsRefusedBeforeAnyWork()
     {
         // The tiny pipeline with the 9-input-channel UNet of the inpainting fixture in place of its own.

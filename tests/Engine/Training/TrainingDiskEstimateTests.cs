@@ -30,6 +30,10 @@ public class TrainingDiskEstimateTests
         Assert.Equal(0, lora.Bytes);                             // adapters only: megabytes, left out
         // Without -MaxTrainSteps: epochs × steps per epoch (4 batches → 4 steps an epoch; 2 epochs → 8, one final checkpoint).
         Assert.Equal(1, TrainingDiskEstimate.For(Options with { MaxTrainSteps = null, NumTrainEpochs = 2 }, source, 0, 4).Checkpoints);
+        // -CheckpointingEpochs 3 at 40 steps an epoch: steps 120, 240, ... 960 beside 100 ... 900; 600 is both, counted once.
+        Assert.Equal(9 + 8 - 1 + 1, TrainingDiskEstimate.For(Options with { CheckpointingEpochs = 3 }, source, 0, 40).Checkpoints);
+        // resumed at 500: 600 ... 900 and 600, 720, 840, 960 (600 once), and the final one.
+        Assert.Equal(4 + 4 - 1 + 1, TrainingDiskEstimate.For(Options with { CheckpointingEpochs = 3 }, source, startStep: 500, batchesPerEpoch: 40).Checkpoints);
     }
 
     [Fact]
