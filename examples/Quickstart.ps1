@@ -44,4 +44,15 @@ $images = $trained | Invoke-DreamBoothInference -Prompt 'a photo of sks toy in a
     -Steps 10 -Seed 7 -Scheduler 'dpm++2m' -OutputDirectory (Join-Path $WorkDirectory 'images')
 $images | Format-Table -AutoSize Path, Prompt, Seed, Steps, Scheduler, Width, Height
 
+Write-Host "== Image to image, and inpainting, from one of the photos (-InitImage, -Strength, -MaskImage)" -ForegroundColor Cyan
+$photo = Get-ChildItem $InstanceDataDirectory -Filter *.png | Select-Object -First 1
+$mask = Join-Path $PSScriptRoot '../tests/fixtures/img2img/inpaint/mask.png'
+@(
+    $trained | Invoke-DreamBoothInference -Prompt 'a painting of sks toy' -InitImage $photo.FullName -Strength 0.6 -Steps 10 -Seed 7 -OutputDirectory (Join-Path $WorkDirectory 'images')
+    $trained | Invoke-DreamBoothInference -Prompt 'a photo of sks toy' -InitImage $photo.FullName -MaskImage $mask -Steps 10 -Seed 7 -OutputDirectory (Join-Path $WorkDirectory 'images')
+) | Format-Table -AutoSize Path, Prompt, Strength, @{ n = 'Mask'; e = { $_.MaskImage -and (Split-Path $_.MaskImage -Leaf) } }, Width, Height
+
+Write-Host "== What the trained model is (Get-DreamBoothModel)" -ForegroundColor Cyan
+Get-DreamBoothModel $Model, $trained.Path | Format-Table -AutoSize
+
 Write-Host ("Quick start finished in {0:N0} s. Model: {1}" -f $sw.Elapsed.TotalSeconds, $trained.Path) -ForegroundColor Green
