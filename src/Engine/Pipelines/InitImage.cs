@@ -24,6 +24,14 @@ public static class InitImage
         return (w, h);
     }
 
+    /// <summary>The output size for the init image at <paramref name="path"/> (read, not yet encoded: the memory check comes first).</summary>
+    public static (int Width, int Height) SizeOf(string path, int? width, int? height, int vaeScaleFactor)
+    {
+        if (width is int w && height is int h) return SizeFor(w, h, w, h, vaeScaleFactor);
+        using var image = ImageLoader.LoadRgb(path);   // EXIF orientation applied: the size as the pixels will be
+        return SizeFor(image.Width, image.Height, width, height, vaeScaleFactor);
+    }
+
     /// <summary>Loads <paramref name="path"/> at the size <see cref="SizeFor"/> gives: [1, 3, H, W] float32 in [−1, 1] on the CPU.</summary>
     public static Tensor Load(string path, int? width, int? height, int vaeScaleFactor)
     {

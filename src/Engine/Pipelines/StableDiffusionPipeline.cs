@@ -13,8 +13,8 @@ namespace DreamBooth.Engine.Pipelines;
 /// <summary>
 /// diffusers' StableDiffusionPipeline: tokenizer, CLIP text encoder, UNet, VAE and a scheduler configuration.
 /// Text-to-image follows __call__ step for step (classifier-free guidance with the negative embeddings first,
-/// latents × init_noise_sigma, decode of latents / scaling_factor); with an init image, StableDiffusionImg2ImgPipeline's
-/// (the image's VAE latents noised to the first of the timesteps its strength leaves, then the same loop over those).
+/// latents × init_noise_sigma, decode of latents / scaling_factor); with an init image StableDiffusionImg2ImgPipeline's,
+/// and with a mask too StableDiffusionInpaintPipeline's (<see cref="ImageConditioning"/>).
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
 {
@@ -79,9 +79,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new ArgumentException($"This model is an inpainting model (its UNet takes {Unet.Config.InChannels} input channels): give it an init image and a mask to paint in.");
         if (!inpaintingModel && Unet.Config.InChannels != Vae.Config.LatentChannels)
             throw new ArgumentException($"The UNet takes {Unet.Config.InChannels} input channels, the VAE's latents have {Vae.Config.LatentChannels}: this pipeline cannot generate.");
-        // From a picture: it is encoded once; each output samples its latents from that with its own generator.
-        using var fromImage = options.InitImage is null ? null : ImageConditioning.Load(this, options);
-        int height = fromImage?.Height ?? options.Height ?? DefaultSize, width = fromImage?.Width ?? options.Width ?? DefaultSize;
+        var (width, height) = options.InitImage is null ? (options.Width ?? DefaultSize, options.Height ?? DefaultSize)
+            : InitImage.SizeOf(options.InitImage, options.Width, options.Height, VaeScaleFactor);
         if (height % VaeScaleFactor != 0 || width % VaeScaleFactor != 0)
             throw new ArgumentException($"Width and height must be multiples of {VaeScaleFactor} for this model.");
         var jobs = new List<(string Prompt, string Negative, long Seed, int Index)>();
@@ -96,6 +95,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new ArgumentException($"Given latents have batch {options.Latents.shape[0]} but {jobs.Count} images are asked for.");
         // On the CPU a generation too large for memory would end the process (OOM killer), not fail: refuse it first.
         GenerationMemory.EnsureFits(Vae.Config, Device, DType, width, height, Math.Min(options.BatchSize, jobs.Count), HostMemory.AvailableBytes());
+        // From a picture: it is encoded once; each output samples its latents from that with its own generator.
+        using var fromImage = options.InitImage is null ? null : ImageConditioning.Load(this, options);
 
         var results = new List<GeneratedImage>();
         var scheduler = CreateScheduler(options.Scheduler);

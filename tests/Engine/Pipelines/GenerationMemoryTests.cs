@@ -47,5 +47,8 @@ public class GenerationMemoryTests : IClassFixture<PipelineParityTests.TinyPipel
         var e = Assert.Throws<HostMemoryShortfallException>(() => _pipe.Generate(options, new Progress<DenoiseProgress>(_ => steps++)));
         Assert.Contains("32768×32768", e.Message);
         Assert.Equal(0, steps);
+        // From a picture too: refused before the picture is resized and encoded at that size.
+        var fromImage = options with { InitImage = Path.Combine(Fixtures.Root, "img2img", "init.png"), Strength = 0.5 };
+        Assert.Throws<HostMemoryShortfallException>(() => _pipe.Generate(fromImage));
     }
 }
