@@ -19,8 +19,10 @@ public static class DreamBoothLoss
     public static DreamBoothLossResult Compute(
         Func<Tensor, Tensor, Tensor, Tensor> unetForward, DDPMScheduler noiseScheduler,
         Tensor latents, Tensor noise, Tensor timesteps, Tensor encoderHiddenStates,
-        bool withPriorPreservation, double priorLossWeight, double? snrGamma)
+        bool withPriorPreservation, double priorLossWeight, double? snrGamma, string lossType = "l2", double huberC = 0.1)
     {
+        // The squared error as diffusers' mse_loss; the Huber losses with their (already scheduled) parameter.
+        Tensor Mean(Tensor p, Tensor t) => lossType == "l2" ? nn.functional.mse_loss(p, t, nn.Reduction.Mean) : HuberLoss.Elementwise(p, t, lossType, huberC).mean();
         var noisy = noiseScheduler.AddNoise(latents, noise, timesteps);
         var pred = unetForward(noisy, timesteps, encoderHiddenStates).to(ScalarType.Float32);
         var prediction = noiseScheduler.Config.PredictionType;
@@ -38,18 +40,18 @@ public static class DreamBoothLoss
         {
             var p = pred.chunk(2, 0); var t = target.chunk(2, 0);
             instPred = p[0]; instTarget = t[0]; instT = timesteps.chunk(2, 0)[0];
-            priorLoss = nn.functional.mse_loss(p[1], t[1], nn.Reduction.Mean);
+            priorLoss = Mean(p[1], t[1]);
         }
 
         Tensor instanceLoss;
         if (snrGamma is double gamma)
         {
             var weights = MinSnr.DreamBoothWeights(noiseScheduler.AlphasCumprod, instT, gamma, prediction).to(instPred.device);
-            var perSample = nn.functional.mse_loss(instPred, instTarget, nn.Reduction.None)
+            var perSample = HuberLoss.Elementwise(instPred, instTarget, lossType, huberC)
                 .mean(Enumerable.Range(1, (int)instPred.dim() - 1).Select(i => (long)i).ToArray());
             instanceLoss = (perSample * weights).mean();
         }
-        else instanceLoss = nn.functional.mse_loss(instPred, instTarget, nn.Reduction.Mean);
+        else instanceLoss = Mean(instPred, instTarget);
 
         var loss = priorLoss is null ? instanceLoss : instanceLoss + priorLossWeight * priorLoss;
         return new DreamBoothLossResult(loss, instanceLoss, priorLoss, pred, target, noisy);

@@ -111,6 +111,11 @@ public sealed record DreamBoothOptions
     /// </summary>
     public int ClipSkip { get; init; }
     public double? SnrGamma { get; init; }
+    /// <summary>l2 (diffusers' MSE), huber or smooth_l1: the scheduled Huber losses of diffusers' research script and kohya-ss (<see cref="HuberLoss"/>).</summary>
+    public string LossType { get; init; } = "l2";
+    /// <summary>How the Huber parameter follows the timestep: snr (the default there), exponential or constant.</summary>
+    public string HuberSchedule { get; init; } = "snr";
+    public double HuberC { get; init; } = 0.1;
     public required string OutputDirectory { get; init; }
     /// <summary>
     /// diffusers' --report_to: where each step's loss and learning rate (and the validation images) are logged:
@@ -186,6 +191,9 @@ public sealed record DreamBoothOptions
             Range(MaxBucketResolution >= Math.Max(MinBucketResolution, Resolution) && MaxBucketResolution % BucketResolutionSteps == 0, nameof(MaxBucketResolution), MaxBucketResolution,
                 $"must be a multiple of -BucketResolutionSteps ({BucketResolutionSteps}) and at least -MinBucketResolution and -Resolution");
         }
+        if (!HuberLoss.LossTypes.Contains(LossType)) throw new ArgumentException($"-LossType must be l2, huber or smooth_l1 (got '{LossType}').");
+        if (!HuberLoss.Schedules.Contains(HuberSchedule)) throw new ArgumentException($"-HuberSchedule must be snr, exponential or constant (got '{HuberSchedule}').");
+        Range(HuberC > 0 && HuberC <= 1, nameof(HuberC), HuberC, "must be in (0, 1]");
         Range(CheckpointingEpochs is null or >= 1, nameof(CheckpointingEpochs), CheckpointingEpochs!, "must be at least 1");
         Range(KeepTokens >= 0, nameof(KeepTokens), KeepTokens, "cannot be negative");
         Range(CaptionDropoutRate is >= 0 and <= 1, nameof(CaptionDropoutRate), CaptionDropoutRate, "must be between 0 and 1");

@@ -435,7 +435,18 @@ public sealed class DreamBoothTrainer : IDisposable
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
         if (_o.EffectiveNoiseOffset > 0)
             noise = noise + _o.EffectiveNoiseOffset * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
-        var timesteps = torch.randint(0, _noiseScheduler.Config.NumTrainTimesteps, new[] { latents.shape[0] }, dtype: ScalarType.Int64, generator: generator).to(_device);
+        // The Huber losses draw one timestep for the batch (their parameter follows it); l2 one per sample, as diffusers.
+        int T = _noiseScheduler.Config.NumTrainTimesteps;
+        bool huber = _o.LossType != "l2";
+        var timesteps = torch.randint(0, T, new[] { huber ? 1 : latents.shape[0] }, dtype: ScalarType.Int64, generator: generator);
+        double huberC = 0;
+        if (huber)
+        {
+            int t = (int)timesteps.item<long>();
+            huberC = HuberLoss.ScheduledC(_o.HuberSchedule, _o.HuberC, t, T, _noiseScheduler.AlphasCumprod[t].item<float>());
+            timesteps = timesteps.repeat(latents.shape[0]);
+        }
+        timesteps = timesteps.to(_device);
 
         // Autocast equivalent for the trained models' forward (accelerate wraps both the UNet's and a trained text
         // encoder's); with LoRA the frozen UNet may be held in the mixed-precision dtype (as train_dreambooth_lora.py
@@ -457,7 +468,7 @@ public sealed class DreamBoothTrainer : IDisposable
                 using var _ = MixedPrecision.Autocast(compute);
                 return unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType));
             }, _noiseScheduler, latents, noise, timesteps, context,
-            withPrior, _o.PriorLossWeight, snrGamma).Loss;
+            withPrior, _o.PriorLossWeight, snrGamma, _o.LossType, huberC).Loss;
     }
 
     /// <summary>

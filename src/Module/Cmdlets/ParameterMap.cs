@@ -61,6 +61,9 @@ public static class ParameterMap
         ["offset_noise"] = "OffsetNoise",
         ["noise_offset"] = "NoiseOffset",   // kohya-ss (its clip_skip counts from 1 = the last layer, so it is not mapped: -ClipSkip is diffusers')
         ["snr_gamma"] = "SnrGamma",
+        ["loss_type"] = "LossType",           // kohya-ss, diffusers' scheduled_huber_loss_training
+        ["huber_schedule"] = "HuberSchedule",
+        ["huber_c"] = "HuberC",
         ["output_dir"] = "OutputDirectory",
         ["report_to"] = "ReportTo",
         ["logging_dir"] = "LoggingDirectory",

@@ -95,6 +95,12 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     /// <summary>Condition on the text encoder's output this many layers before the last (as Invoke-DreamBoothInference -ClipSkip).</summary>
     [Parameter, ValidateRange(0, 1000)] public int ClipSkip { get; set; }
     [Parameter] public double? SnrGamma { get; set; }
+    /// <summary>l2 (diffusers' MSE), huber or smooth_l1: the scheduled Huber losses (kohya-ss' and diffusers' research script's --loss_type).</summary>
+    [Parameter, ValidateSet("l2", "huber", "smooth_l1")] public string LossType { get; set; } = "l2";
+    /// <summary>How the Huber parameter follows the timestep (--huber_schedule).</summary>
+    [Parameter, ValidateSet("snr", "exponential", "constant")] public string HuberSchedule { get; set; } = "snr";
+    /// <summary>The Huber parameter c (--huber_c), in (0, 1].</summary>
+    [Parameter, ValidateRange(1e-6, 1.0)] public double HuberC { get; set; } = 0.1;
     [Parameter] [Alias("OutputDir")] public string? OutputDirectory { get; set; }
     /// <summary>diffusers' --report_to: each step's loss and learning rate (and validation images) as a TensorBoard event file and a CSV file.</summary>
     [Parameter, ValidateSet("all", "tensorboard", "csv", "none")] public string ReportTo { get; set; } = "all";
@@ -175,6 +181,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit, CheckpointingEpochs = CheckpointingEpochs,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
+            LossType = LossType, HuberSchedule = HuberSchedule, HuberC = HuberC,
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,
             LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,
             Device = Device, MixedPrecision = MixedPrecision,
