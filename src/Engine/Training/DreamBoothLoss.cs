@@ -19,11 +19,13 @@ public static class DreamBoothLoss
     public static DreamBoothLossResult Compute(
         Func<Tensor, Tensor, Tensor, Tensor> unetForward, DDPMScheduler noiseScheduler,
         Tensor latents, Tensor noise, Tensor timesteps, Tensor encoderHiddenStates,
-        bool withPriorPreservation, double priorLossWeight, double? snrGamma, string lossType = "l2", double huberC = 0.1)
+        bool withPriorPreservation, double priorLossWeight, double? snrGamma, string lossType = "l2", double huberC = 0.1,
+        Tensor? inputNoise = null)
     {
         // The squared error as diffusers' mse_loss; the Huber losses with their (already scheduled) parameter.
         Tensor Mean(Tensor p, Tensor t) => lossType == "l2" ? nn.functional.mse_loss(p, t, nn.Reduction.Mean) : HuberLoss.Elementwise(p, t, lossType, huberC).mean();
-        var noisy = noiseScheduler.AddNoise(latents, noise, timesteps);
+        // Input perturbation (diffusers' --input_perturbation): the input is noised with perturbed noise, the target stays the noise.
+        var noisy = noiseScheduler.AddNoise(latents, inputNoise ?? noise, timesteps);
         var pred = unetForward(noisy, timesteps, encoderHiddenStates).to(ScalarType.Float32);
         var prediction = noiseScheduler.Config.PredictionType;
         Tensor target = prediction switch

@@ -111,6 +111,11 @@ public sealed record DreamBoothOptions
     /// </summary>
     public int ClipSkip { get; init; }
     public double? SnrGamma { get; init; }
+    /// <summary>
+    /// diffusers' --input_perturbation (kohya-ss' --ip_noise_gamma): the UNet's input is noised with noise + this ·
+    /// N(0,1) while it learns to predict the noise itself (recommended 0.1). 0: off.
+    /// </summary>
+    public double InputPerturbation { get; init; }
     /// <summary>l2 (diffusers' MSE), huber or smooth_l1: the scheduled Huber losses of diffusers' research script and kohya-ss (<see cref="HuberLoss"/>).</summary>
     public string LossType { get; init; } = "l2";
     /// <summary>How the Huber parameter follows the timestep: snr (the default there), exponential or constant.</summary>
@@ -191,6 +196,7 @@ public sealed record DreamBoothOptions
             Range(MaxBucketResolution >= Math.Max(MinBucketResolution, Resolution) && MaxBucketResolution % BucketResolutionSteps == 0, nameof(MaxBucketResolution), MaxBucketResolution,
                 $"must be a multiple of -BucketResolutionSteps ({BucketResolutionSteps}) and at least -MinBucketResolution and -Resolution");
         }
+        Range(InputPerturbation >= 0 && double.IsFinite(InputPerturbation), nameof(InputPerturbation), InputPerturbation, "cannot be negative");
         if (!HuberLoss.LossTypes.Contains(LossType)) throw new ArgumentException($"-LossType must be l2, huber or smooth_l1 (got '{LossType}').");
         if (!HuberLoss.Schedules.Contains(HuberSchedule)) throw new ArgumentException($"-HuberSchedule must be snr, exponential or constant (got '{HuberSchedule}').");
         Range(HuberC > 0 && HuberC <= 1, nameof(HuberC), HuberC, "must be in (0, 1]");

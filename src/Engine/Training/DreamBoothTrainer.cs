@@ -435,6 +435,8 @@ public sealed class DreamBoothTrainer : IDisposable
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
         if (_o.EffectiveNoiseOffset > 0)
             noise = noise + _o.EffectiveNoiseOffset * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
+        var inputNoise = _o.InputPerturbation > 0
+            ? noise + _o.InputPerturbation * torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device) : null;
         // The Huber losses draw one timestep for the batch (their parameter follows it); l2 one per sample, as diffusers.
         int T = _noiseScheduler.Config.NumTrainTimesteps;
         bool huber = _o.LossType != "l2";
@@ -468,7 +470,7 @@ public sealed class DreamBoothTrainer : IDisposable
                 using var _ = MixedPrecision.Autocast(compute);
                 return unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType));
             }, _noiseScheduler, latents, noise, timesteps, context,
-            withPrior, _o.PriorLossWeight, snrGamma, _o.LossType, huberC).Loss;
+            withPrior, _o.PriorLossWeight, snrGamma, _o.LossType, huberC, inputNoise).Loss;
     }
 
     /// <summary>

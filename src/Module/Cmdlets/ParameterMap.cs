@@ -61,6 +61,9 @@ public static class ParameterMap
         ["offset_noise"] = "OffsetNoise",
         ["noise_offset"] = "NoiseOffset",   // kohya-ss (its clip_skip counts from 1 = the last layer, so it is not mapped: -ClipSkip is diffusers')
         ["snr_gamma"] = "SnrGamma",
+        ["min_snr_gamma"] = "SnrGamma",       // kohya-ss
+        ["input_perturbation"] = "InputPerturbation",   // diffusers' train_text_to_image.py
+        ["ip_noise_gamma"] = "InputPerturbation",       // kohya-ss
         ["loss_type"] = "LossType",           // kohya-ss, diffusers' scheduled_huber_loss_training
         ["huber_schedule"] = "HuberSchedule",
         ["huber_c"] = "HuberC",

@@ -95,6 +95,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     /// <summary>Condition on the text encoder's output this many layers before the last (as Invoke-DreamBoothInference -ClipSkip).</summary>
     [Parameter, ValidateRange(0, 1000)] public int ClipSkip { get; set; }
     [Parameter] public double? SnrGamma { get; set; }
+    /// <summary>diffusers' --input_perturbation (kohya-ss' --ip_noise_gamma): extra noise on the UNet's input only (0.1 recommended there).</summary>
+    [Parameter, ValidateRange(0.0, 1.0)] public double InputPerturbation { get; set; }
     /// <summary>l2 (diffusers' MSE), huber or smooth_l1: the scheduled Huber losses (kohya-ss' and diffusers' research script's --loss_type).</summary>
     [Parameter, ValidateSet("l2", "huber", "smooth_l1")] public string LossType { get; set; } = "l2";
     /// <summary>How the Huber parameter follows the timestep (--huber_schedule).</summary>
@@ -181,7 +183,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit, CheckpointingEpochs = CheckpointingEpochs,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
-            LossType = LossType, HuberSchedule = HuberSchedule, HuberC = HuberC,
+            LossType = LossType, HuberSchedule = HuberSchedule, HuberC = HuberC, InputPerturbation = InputPerturbation,
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,
             LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,
             Device = Device, MixedPrecision = MixedPrecision,

@@ -1,9 +1,10 @@
+using DreamBooth.Engine.Schedulers;
 using DreamBooth.Engine.IO;
 using DreamBooth.Engine.Training;
 
 namespace DreamBooth.Engine.Tests.Training;
 
-/// <summary>kohya-ss' --noise_offset amount and the text encoder's clip skip in training.</summary>
+/// <summary>kohya-ss' --noise_offset amount, diffusers' --input_perturbation and the text encoder's clip skip in training.</summary>
 [Collection(TrainingSerialCollection.Name)]
 public class ConditioningOptionsTests : IDisposable
 {
@@ -30,6 +31,28 @@ public class ConditioningOptionsTests : IDisposable
         Assert.All(offset, kv => Assert.True(kv.Value.Equals(amount[kv.Key]), kv.Key));
         Assert.Contains(offset, kv => !kv.Value.Equals(other[kv.Key]));
         Assert.Throws<ArgumentOutOfRangeException>((Options("x", 1) with { NoiseOffset = -0.1 }).Validate);
+    }
+
+    [Fact]
+    public void InputPerturbation_NoisesTheInputOnly()
+    {
+        using var scheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler",
+            DreamBooth.Engine.Schedulers.SchedulerConfig.LoadJson(Path.Combine(Fixtures.TinySd, "scheduler", "scheduler_config.json")));
+        using var g = new torch.Generator(3);
+        var latents = torch.randn(new long[] { 2, 4, 8, 8 }, generator: g);
+        var noise = torch.randn(new long[] { 2, 4, 8, 8 }, generator: g);
+        var perturbed = noise + 0.1 * torch.randn(new long[] { 2, 4, 8, 8 }, generator: g);
+        var timesteps = torch.tensor(new long[] { 100, 700 });
+        var r = DreamBoothLoss.Compute((x, t, c) => x, scheduler, latents, noise, timesteps, torch.zeros(2, 77, 32), false, 1.0, null, inputNoise: perturbed);
+        Assert.True(r.NoisyLatents.Equals(scheduler.AddNoise(latents, perturbed, timesteps)));
+        Assert.True(r.Target.Equals(noise));
+
+        var plain = Load(Run(Options("plain", 2)), "unet");
+        var perturbedRun = Load(Run(Options("perturbed", 2) with { InputPerturbation = 0.1 }), "unet");
+        var zero = Load(Run(Options("zero", 2) with { InputPerturbation = 0 }), "unet");
+        Assert.All(plain, kv => Assert.True(kv.Value.Equals(zero[kv.Key]), kv.Key));   // 0 draws nothing
+        Assert.Contains(plain, kv => !kv.Value.Equals(perturbedRun[kv.Key]));
+        Assert.Throws<ArgumentOutOfRangeException>((Options("x", 1) with { InputPerturbation = -0.1 }).Validate);
     }
 
     [Fact]
