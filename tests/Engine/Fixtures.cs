@@ -1,5 +1,8 @@
 using System.Text.Json;
 using DreamBooth.Engine.IO;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
 
 namespace DreamBooth.Engine.Tests;
 
@@ -44,6 +47,22 @@ public static class Fixtures
 
     /// <summary>The toy photos the examples and the trainer tests use as instance images (96×80 PNGs).</summary>
     public static string InstanceImages => Path.Combine(Root, "..", "..", "examples", "data", "sks-toy");
+
+    /// <summary>
+    /// The toy photos (96×80, landscape) cut to 60×80 portraits (3:4) in <paramref name="folder"/>, each named
+    /// <paramref name="prefix"/> + its file name: a second subject, or images of another aspect-ratio bucket.
+    /// </summary>
+    public static string PortraitToys(string folder, int count = int.MaxValue, string prefix = "")
+    {
+        Directory.CreateDirectory(folder);
+        foreach (var f in Directory.GetFiles(InstanceImages, "*.png").Order().Take(count))
+        {
+            using var image = Image.Load<Rgb24>(f);
+            image.Mutate(x => x.Crop(new Rectangle(18, 0, 60, 80)));
+            image.SaveAsPng(Path.Combine(folder, prefix + Path.GetFileName(f)));
+        }
+        return folder;
+    }
 
     /// <summary>A model component's weights as a pipeline folder or checkpoint holds them (unet, text_encoder).</summary>
     public static Dictionary<string, Tensor> ComponentWeights(string folder, string component)

@@ -181,6 +181,22 @@ public abstract class DreamBoothCmdlet : PSCmdlet
         }
     }
 
+    /// <summary>
+    /// The file-system paths a -Path argument names (wildcards expanded); null when nothing matches (the caller says
+    /// what that means); empty, with a non-terminating error, when it is not a file-system path.
+    /// </summary>
+    protected IReadOnlyList<string>? ExpandPaths(string path)
+    {
+        try
+        {
+            var paths = GetResolvedProviderPathFromPSPath(path, out var provider);
+            if (provider.Name == "FileSystem") return paths;
+            WriteError(new ErrorRecord(new ArgumentException($"'{path}' is not a file-system path."), "NotAFileSystemPath", ErrorCategory.InvalidArgument, path));
+            return Array.Empty<string>();
+        }
+        catch (ItemNotFoundException) { return null; }
+    }
+
     /// <summary>Resolves a user path (relative to the current location, ~ expanded) to a full file-system path.</summary>
     protected string ResolvePath(string path) => GetUnresolvedProviderPathFromPSPath(path);
 }

@@ -23,20 +23,11 @@ public sealed class GetDreamBoothCheckpointCommand : DreamBoothCmdlet
     {
         foreach (var path in Path)
         {
-            IEnumerable<string> folders;
-            try
-            {
-                folders = GetResolvedProviderPathFromPSPath(path, out var provider);
-                if (provider.Name != "FileSystem")
-                {
-                    WriteError(new ErrorRecord(new ArgumentException($"'{path}' is not a file-system path."), "NotAFileSystemPath", ErrorCategory.InvalidArgument, path));
-                    continue;
-                }
-            }
-            catch (ItemNotFoundException e)
+            var folders = ExpandPaths(path);
+            if (folders is null)
             {
                 WriteError(new ErrorRecord(new DirectoryNotFoundException(
-                    $"'{path}' does not exist. Give a training output folder or one of its checkpoint-N folders.", e), "PathNotFound", ErrorCategory.ObjectNotFound, path));
+                    $"'{path}' does not exist. Give a training output folder or one of its checkpoint-N folders."), "PathNotFound", ErrorCategory.ObjectNotFound, path));
                 continue;
             }
             foreach (var folder in folders) WriteCheckpoints(folder);

@@ -19,23 +19,8 @@ public sealed class GetDreamBoothModelCommand : DreamBoothCmdlet
     protected override void ProcessRecord()
     {
         foreach (var path in Path)
-        {
-            IEnumerable<string> targets;
-            try
-            {
-                targets = GetResolvedProviderPathFromPSPath(path, out var provider);
-                if (provider.Name != "FileSystem")
-                {
-                    WriteError(new ErrorRecord(new ArgumentException($"'{path}' is not a file-system path."), "NotAFileSystemPath", ErrorCategory.InvalidArgument, path));
-                    continue;
-                }
-            }
-            catch (ItemNotFoundException)
-            {
-                targets = new[] { path };   // a Hub id: described from the Hugging Face cache, never downloaded
-            }
-            foreach (var target in targets) Describe(target);
-        }
+            foreach (var target in ExpandPaths(path) ?? new[] { path })   // no such file: a Hub id, from the Hugging Face cache only
+                Describe(target);
     }
 
     void Describe(string target)

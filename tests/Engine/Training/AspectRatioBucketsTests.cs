@@ -1,8 +1,5 @@
 using DreamBooth.Engine.IO;
 using DreamBooth.Engine.Training;
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.PixelFormats;
-using SixLabors.ImageSharp.Processing;
 
 namespace DreamBooth.Engine.Tests.Training;
 
@@ -44,18 +41,8 @@ public class AspectRatioBucketsTests : IDisposable
         Assert.Throws<ArgumentException>(() => new AspectRatioBuckets(512, 100, 1024, 64));
     }
 
-    string Portraits()
-    {
-        // The toy photos (96×80, landscape) cut to 60×80 portraits (3:4).
-        var dir = Directory.CreateDirectory(Path.Combine(_root, "portraits")).FullName;
-        foreach (var f in Directory.GetFiles(Path.Combine(Fixtures.Root, "..", "..", "examples", "data", "sks-toy"), "*.png").Order())
-        {
-            using var image = Image.Load<Rgb24>(f);
-            image.Mutate(x => x.Crop(new Rectangle(18, 0, 60, 80)));
-            image.SaveAsPng(Path.Combine(dir, Path.GetFileName(f)));
-        }
-        return dir;
-    }
+    /// <summary>The toy photos (96×80, landscape) cut to 60×80 portraits (3:4).</summary>
+    string Portraits() => Fixtures.PortraitToys(Path.Combine(_root, "portraits"));
 
     [Fact]
     public void ADatasetLoadsEachViewAtItsBucketsSize()

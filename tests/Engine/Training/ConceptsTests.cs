@@ -1,8 +1,5 @@
 using DreamBooth.Engine.IO;
 using DreamBooth.Engine.Training;
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.PixelFormats;
-using SixLabors.ImageSharp.Processing;
 
 namespace DreamBooth.Engine.Tests.Training;
 
@@ -19,17 +16,7 @@ public sealed class ConceptsTests : IDisposable
     string Toys => Fixtures.InstanceImages;
 
     /// <summary>The toy photos cut to 60×80 portraits: a second subject.</summary>
-    string Figures()
-    {
-        var dir = Directory.CreateDirectory(Path.Combine(_root, "figures")).FullName;
-        foreach (var f in Directory.GetFiles(Toys, "*.png").Order().Take(2))
-        {
-            using var image = Image.Load<Rgb24>(f);
-            image.Mutate(x => x.Crop(new Rectangle(18, 0, 60, 80)));
-            image.SaveAsPng(Path.Combine(dir, "figure-" + Path.GetFileName(f)));
-        }
-        return dir;
-    }
+    string Figures() => Fixtures.PortraitToys(Path.Combine(_root, "figures"), 2, "figure-");
 
     DreamBoothOptions Options(string output, int steps) => new()
     {
