@@ -116,6 +116,10 @@ public sealed record DreamBoothOptions
     /// N(0,1) while it learns to predict the noise itself (recommended 0.1). 0: off.
     /// </summary>
     public double InputPerturbation { get; init; }
+    /// <summary>kohya-ss' --multires_noise_iterations: levels of coarser noise added to the training noise (<see cref="MultiresNoise"/>); 0: off.</summary>
+    public int MultiresNoiseIterations { get; init; }
+    /// <summary>kohya-ss' --multires_noise_discount: each coarser level's weight is this to the power of its index.</summary>
+    public double MultiresNoiseDiscount { get; init; } = 0.3;
     /// <summary>l2 (diffusers' MSE), huber or smooth_l1: the scheduled Huber losses of diffusers' research script and kohya-ss (<see cref="HuberLoss"/>).</summary>
     public string LossType { get; init; } = "l2";
     /// <summary>How the Huber parameter follows the timestep: snr (the default there), exponential or constant.</summary>
@@ -196,6 +200,8 @@ public sealed record DreamBoothOptions
             Range(MaxBucketResolution >= Math.Max(MinBucketResolution, Resolution) && MaxBucketResolution % BucketResolutionSteps == 0, nameof(MaxBucketResolution), MaxBucketResolution,
                 $"must be a multiple of -BucketResolutionSteps ({BucketResolutionSteps}) and at least -MinBucketResolution and -Resolution");
         }
+        Range(MultiresNoiseIterations >= 0, nameof(MultiresNoiseIterations), MultiresNoiseIterations, "cannot be negative");
+        Range(MultiresNoiseDiscount > 0 && MultiresNoiseDiscount <= 1, nameof(MultiresNoiseDiscount), MultiresNoiseDiscount, "must be in (0, 1]");
         Range(InputPerturbation >= 0 && double.IsFinite(InputPerturbation), nameof(InputPerturbation), InputPerturbation, "cannot be negative");
         if (!HuberLoss.LossTypes.Contains(LossType)) throw new ArgumentException($"-LossType must be l2, huber or smooth_l1 (got '{LossType}').");
         if (!HuberLoss.Schedules.Contains(HuberSchedule)) throw new ArgumentException($"-HuberSchedule must be snr, exponential or constant (got '{HuberSchedule}').");

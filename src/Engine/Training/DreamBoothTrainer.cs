@@ -435,6 +435,7 @@ public sealed class DreamBoothTrainer : IDisposable
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
         if (_o.EffectiveNoiseOffset > 0)
             noise = noise + _o.EffectiveNoiseOffset * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
+        if (_o.MultiresNoiseIterations > 0) noise = MultiresNoise.Apply(noise, _o.MultiresNoiseIterations, _o.MultiresNoiseDiscount, generator);
         var inputNoise = _o.InputPerturbation > 0
             ? noise + _o.InputPerturbation * torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device) : null;
         // The Huber losses draw one timestep for the batch (their parameter follows it); l2 one per sample, as diffusers.

@@ -64,6 +64,8 @@ public static class ParameterMap
         ["min_snr_gamma"] = "SnrGamma",       // kohya-ss
         ["input_perturbation"] = "InputPerturbation",   // diffusers' train_text_to_image.py
         ["ip_noise_gamma"] = "InputPerturbation",       // kohya-ss
+        ["multires_noise_iterations"] = "MultiresNoiseIterations",
+        ["multires_noise_discount"] = "MultiresNoiseDiscount",
         ["loss_type"] = "LossType",           // kohya-ss, diffusers' scheduled_huber_loss_training
         ["huber_schedule"] = "HuberSchedule",
         ["huber_c"] = "HuberC",

@@ -97,6 +97,10 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public double? SnrGamma { get; set; }
     /// <summary>diffusers' --input_perturbation (kohya-ss' --ip_noise_gamma): extra noise on the UNet's input only (0.1 recommended there).</summary>
     [Parameter, ValidateRange(0.0, 1.0)] public double InputPerturbation { get; set; }
+    /// <summary>kohya-ss' --multires_noise_iterations: levels of coarser noise added to the training noise (6–10 there); 0: off.</summary>
+    [Parameter, ValidateRange(0, 64)] public int MultiresNoiseIterations { get; set; }
+    /// <summary>kohya-ss' --multires_noise_discount: the weight of each coarser level, to the power of its index.</summary>
+    [Parameter, ValidateRange(1e-6, 1.0)] public double MultiresNoiseDiscount { get; set; } = 0.3;
     /// <summary>l2 (diffusers' MSE), huber or smooth_l1: the scheduled Huber losses (kohya-ss' and diffusers' research script's --loss_type).</summary>
     [Parameter, ValidateSet("l2", "huber", "smooth_l1")] public string LossType { get; set; } = "l2";
     /// <summary>How the Huber parameter follows the timestep (--huber_schedule).</summary>
@@ -184,6 +188,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
             LossType = LossType, HuberSchedule = HuberSchedule, HuberC = HuberC, InputPerturbation = InputPerturbation,
+            MultiresNoiseIterations = MultiresNoiseIterations, MultiresNoiseDiscount = MultiresNoiseDiscount,
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,
             LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,
             Device = Device, MixedPrecision = MixedPrecision,

@@ -4,7 +4,7 @@ using DreamBooth.Engine.Training;
 
 namespace DreamBooth.Engine.Tests.Training;
 
-/// <summary>kohya-ss' --noise_offset amount, diffusers' --input_perturbation and the text encoder's clip skip in training.</summary>
+/// <summary>kohya-ss' --noise_offset amount and multires noise, diffusers' --input_perturbation and the text encoder's clip skip in training.</summary>
 [Collection(TrainingSerialCollection.Name)]
 public class ConditioningOptionsTests : IDisposable
 {
@@ -53,6 +53,31 @@ public class ConditioningOptionsTests : IDisposable
         Assert.All(plain, kv => Assert.True(kv.Value.Equals(zero[kv.Key]), kv.Key));   // 0 draws nothing
         Assert.Contains(plain, kv => !kv.Value.Equals(perturbedRun[kv.Key]));
         Assert.Throws<ArgumentOutOfRangeException>((Options("x", 1) with { InputPerturbation = -0.1 }).Validate);
+    }
+
+    [Fact]
+    public void MultiresNoise_AddsCoarserLevels_AtUnitDeviation()
+    {
+        using var g = new torch.Generator(5);
+        var noise = torch.randn(new long[] { 2, 4, 16, 12 }, generator: g);
+        using var g1 = new torch.Generator(9);
+        var pyramid = MultiresNoise.Apply(noise, 6, 0.3, g1);
+        Assert.Equal(noise.shape, pyramid.shape);
+        Assert.Equal(1.0, pyramid.std().item<float>(), 5);
+        // By hand for one level: r^0 = 1, so the level is full size and the upscale is the identity.
+        using var g2 = new torch.Generator(9);
+        torch.rand(1, dtype: ScalarType.Float64, generator: g2);
+        var level = torch.randn(new long[] { 2, 4, 16, 12 }, generator: g2);
+        var expected = (noise + level) / (noise + level).std();
+        using var g3 = new torch.Generator(9);
+        Assert.True(MultiresNoise.Apply(noise, 1, 0.3, g3).allclose(expected, rtol: 1e-6, atol: 1e-7));
+        // Six levels give other noise than the plain noise rescaled.
+        Assert.False(pyramid.allclose(noise / noise.std()));
+
+        var plain = Load(Run(Options("multires-off", 2)), "unet");
+        var multires = Load(Run(Options("multires", 2) with { MultiresNoiseIterations = 6 }), "unet");
+        Assert.Contains(plain, kv => !kv.Value.Equals(multires[kv.Key]));
+        Assert.Throws<ArgumentOutOfRangeException>((Options("x", 1) with { MultiresNoiseDiscount = 0 }).Validate);
     }
 
     [Fact]
