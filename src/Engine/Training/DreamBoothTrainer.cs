@@ -328,9 +328,9 @@ public sealed class DreamBoothTrainer : IDisposable
                 }
             }
         }
-        catch (Exception e) when (OutOfMemory.Is(e))
+        catch (Exception e) when (OutOfMemory.Is(e) || e is HostMemoryShortfallException)
         {
-            // Out of memory: free the failed step's gradients, keep what was learned up to the last optimizer step
+            // Out of memory (or a validation image refused for the host memory it would take): free the failed step's gradients, keep what was learned up to the last optimizer step
             // (resumable, as on Ctrl+C), and say which switches lower memory.
             completed = false;
             _optimizer.ZeroGrad(setToNone: true);

@@ -206,6 +206,21 @@ public class DreamBoothTrainerTests : IDisposable
     }
 
     [Fact]
+    public void AValidationImageNoMemoryHolds_SavesTheStepsDoneAndStopsResumably()
+    {
+        // kohya-ss' sample-prompt size options ask for a 32768² validation image: GenerationMemory refuses it on the CPU.
+        var o = Options("validation-memory", 3) with
+        {
+            ValidationPrompts = new[] { "a photo of sks toy --w 32768 --h 32768" }, NumValidationImages = 1, ValidationSteps = 2,
+            ValidationInferenceSteps = 2, CheckpointingSteps = 1000,
+        };
+        var e = Assert.Throws<TrainingOutOfMemoryException>(() => DreamBoothTrainer.Train(o, new TrainingEvents(), CancellationToken.None));
+        Assert.IsType<HostMemoryShortfallException>(e.InnerException);
+        Assert.EndsWith("checkpoint-2", e.CheckpointPath);
+        Assert.Equal(2, CheckpointStore.ReadState(e.CheckpointPath!).GlobalStep);
+    }
+
+    [Fact]
     public void AnInpaintingModel_IsRefusedBeforeAnyWork()
     {
         // The tiny pipeline with the 9-input-channel UNet of the inpainting fixture in place of its own.
