@@ -103,6 +103,15 @@ Describe 'Invoke-DreamBoothInference' {
         $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
     }
 
+    It '-GuidanceRescale changes the image, is recorded, and repeats when the image is piped back' {
+        $plain = Invoke-DreamBoothInference @common -Prompt 'a photo of sks dog' -Seed 5 -Scheduler ddim
+        $rescaled = Invoke-DreamBoothInference @common -Prompt 'a photo of sks dog' -Seed 5 -Scheduler ddim -GuidanceRescale 0.7
+        $rescaled.GuidanceRescale | Should -Be 0.7
+        (Read-PngText $rescaled.Path)['dreambooth:guidance_rescale'] | Should -Be '0.7'
+        (Get-FileHash $rescaled.Path).Hash | Should -Not -Be (Get-FileHash $plain.Path).Hash
+        (Get-FileHash ($rescaled | Invoke-DreamBoothInference -OutputDirectory $out).Path).Hash | Should -Be (Get-FileHash $rescaled.Path).Hash
+    }
+
     It 'gives identical PNG bytes for the same seed' {
         $a = Invoke-DreamBoothInference @common -Prompt 'same' -Seed 7
         $b = Invoke-DreamBoothInference @common -Prompt 'same' -Seed 7

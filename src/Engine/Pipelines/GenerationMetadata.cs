@@ -26,6 +26,7 @@ public static class GenerationMetadata
             ["dreambooth:model"] = model,
             ["Software"] = "DreamBooth for PowerShell",
         };
+        if (img.GuidanceRescale > 0) keys["dreambooth:guidance_rescale"] = img.GuidanceRescale.ToString(ci);
         if (img.InitImage is not null)
         {
             keys["dreambooth:init_image"] = img.InitImage;

@@ -119,6 +119,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                     InitImage = options.InitImage is null ? null : Path.GetFullPath(options.InitImage),
                     Strength = options.InitImage is null ? null : options.EffectiveStrength,
                     MaskImage = options.MaskImage is null ? null : Path.GetFullPath(options.MaskImage),
+                    GuidanceRescale = options.GuidanceRescale,
                 };
                 results.Add(img);
                 onImage?.Invoke(img);
@@ -173,6 +174,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             {
                 var chunks = noise.chunk(2, 0);
                 noise = chunks[0] + options.GuidanceScale * (chunks[1] - chunks[0]);
+                if (options.GuidanceRescale > 0) noise = RescaleNoiseCfg(noise, chunks[1], options.GuidanceRescale);
             }
             latents = scheduler.Step(noise, t, latents, stepGenerator);
             if (start is not null) latents = start.AfterStep(latents, i, scheduler);
@@ -181,6 +183,17 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         var decoded = Vae.Decode(latents / Vae.ScalingFactor);
         return (decoded.to(ScalarType.Float32) / 2 + 0.5).clamp(0, 1);
+    }
+
+    /// <summary>
+    /// diffusers' rescale_noise_cfg: the guided prediction scaled to the text prediction's standard deviation (per
+    /// image), mixed with the unscaled one by <paramref name="rescale"/>.
+    /// </summary>
+    static Tensor RescaleNoiseCfg(Tensor guided, Tensor text, double rescale)
+    {
+        var dims = Enumerable.Range(1, (int)guided.dim() - 1).Select(d => (long)d).ToArray();
+        var rescaled = guided * (text.std(dims, keepdim: true) / guided.std(dims, keepdim: true));
+        return rescale * rescaled + (1 - rescale) * guided;
     }
 
     /// <summary>Test hook: the timesteps and noised latents a generation from a picture starts its first image from.</summary>

@@ -9,6 +9,11 @@ public sealed record TextToImageOptions
     public int ImagesPerPrompt { get; init; } = 1;
     public int Steps { get; init; } = 50;
     public double GuidanceScale { get; init; } = 7.5;
+    /// <summary>
+    /// diffusers' guidance_rescale (Lin et al. 2023, §3.4): the guided prediction is rescaled towards the text
+    /// prediction's standard deviation by this fraction, against over-exposure with zero-terminal-SNR models. 0: off.
+    /// </summary>
+    public double GuidanceRescale { get; init; }
     public int? Width { get; init; }
     public int? Height { get; init; }
     /// <summary>Image i (in prompt-major order) uses seed Seed + i, so each image is reproducible on its own.</summary>
@@ -52,6 +57,7 @@ public sealed record TextToImageOptions
         if (NegativePrompts is { Count: > 1 } n && n.Count != Prompts.Count)
             throw new ArgumentException($"Give one negative prompt, or one per prompt ({Prompts.Count}); got {n.Count}.");
         if (ClipSkip < 0) throw new ArgumentOutOfRangeException(nameof(ClipSkip), ClipSkip, "Clip skip cannot be negative.");
+        if (GuidanceRescale is < 0 or > 1 || double.IsNaN(GuidanceRescale)) throw new ArgumentOutOfRangeException(nameof(GuidanceRescale), GuidanceRescale, "Guidance rescale must be between 0 and 1.");
         if (MaskImage is not null && InitImage is null) throw new ArgumentException("A mask needs the init image it applies to.");
         if (InitImage is not null)
         {
@@ -72,6 +78,8 @@ public sealed record GeneratedImage(
     TorchSharp.torch.Tensor Pixels, string Prompt, string NegativePrompt, long Seed, int Steps, double GuidanceScale,
     string Scheduler, int Width, int Height, TimeSpan Duration, int Index)
 {
+    /// <summary>diffusers' guidance_rescale the image was made with (0: none).</summary>
+    public double GuidanceRescale { get; init; }
     /// <summary>Image-to-image and inpainting: the init image's full path, the strength, and the mask's full path; null for text to image.</summary>
     public string? InitImage { get; init; }
     public double? Strength { get; init; }

@@ -33,6 +33,11 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     [ValidateRange(0.0, 100.0)]
     public double GuidanceScale { get; set; } = 7.5;
 
+    /// <summary>diffusers' guidance_rescale: the guided prediction rescaled towards the text prediction's spread by this fraction (0.7 for zero-terminal-SNR models); 0: off.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateRange(0.0, 1.0)]
+    public double GuidanceRescale { get; set; }
+
     /// <summary>Seed of the first image; image i uses Seed + i. Random when omitted (reported on each image).</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     public long? Seed { get; set; }
@@ -172,7 +177,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
         var options = new TextToImageOptions
         {
             Prompts = Prompt, NegativePrompts = NegativePrompt is null ? null : new[] { NegativePrompt },
-            ImagesPerPrompt = Count, Steps = Steps, GuidanceScale = GuidanceScale, Width = Width, Height = Height,
+            ImagesPerPrompt = Count, Steps = Steps, GuidanceScale = GuidanceScale, GuidanceRescale = GuidanceRescale, Width = Width, Height = Height,
             Seed = seed, Scheduler = Scheduler, BatchSize = BatchSize, ClipSkip = ClipSkip,
             InitImage = initImage, Strength = Strength, MaskImage = maskImage,
         };
@@ -208,7 +213,7 @@ public sealed class InvokeDreamBoothInferenceCommand : DreamBoothCmdlet
     internal static DreamBoothImage ToImage(GeneratedImage img, string path, string model, int? step = null) => new()
     {
         Path = path, Prompt = img.Prompt, NegativePrompt = img.NegativePrompt, Seed = img.Seed, Steps = img.Steps,
-        GuidanceScale = img.GuidanceScale, Scheduler = img.Scheduler, Width = img.Width, Height = img.Height,
+        GuidanceScale = img.GuidanceScale, GuidanceRescale = img.GuidanceRescale, Scheduler = img.Scheduler, Width = img.Width, Height = img.Height,
         Model = model, Duration = img.Duration, TrainingStep = step, InitImage = img.InitImage, Strength = img.Strength, MaskImage = img.MaskImage,
     };
 

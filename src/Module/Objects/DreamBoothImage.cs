@@ -9,6 +9,8 @@ public sealed class DreamBoothImage
     public long Seed { get; init; }
     public int Steps { get; init; }
     public double GuidanceScale { get; init; }
+    /// <summary>diffusers' guidance_rescale (0: none).</summary>
+    public double GuidanceRescale { get; init; }
     public string Scheduler { get; init; } = "";
     public int Width { get; init; }
     public int Height { get; init; }

@@ -54,6 +54,20 @@ public class PipelineParityTests : IClassFixture<PipelineParityTests.TinyPipelin
         Assert.True(err <= 1e-3, $"{scheduler} seed 0: max abs {err:E3} > 1e-3");
     }
 
+    [Theory]
+    [InlineData("DDIMScheduler", 0.7)]
+    [InlineData("DDIMScheduler", 0.0)]
+    [InlineData("PNDMScheduler", 0.7)]
+    public void GuidanceRescaleMatchesDiffusers(string scheduler, double rescale)
+    {
+        using var scope = torch.NewDisposeScope();
+        var r = Fixtures.Load($"../guidance-rescale/guidance_rescale.safetensors");
+        var images = _pipe.Generate(Options(scheduler) with { GuidanceRescale = rescale });
+        double err = Fixtures.MaxAbs(images[0].Pixels.permute(1, 2, 0).unsqueeze(0), r[$"{scheduler}_r{(int)(rescale * 100)}.image"]);
+        _out.WriteLine($"{scheduler} guidance_rescale {rescale}: max abs {err:E3}");
+        Assert.True(err <= 1e-3, $"{scheduler} guidance_rescale {rescale}: max abs {err:E3} > 1e-3");
+    }
+
     [Fact]
     public void SeededInitialLatentsEqualPyTorchGenerator()
     {
