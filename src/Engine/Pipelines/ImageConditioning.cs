@@ -45,8 +45,8 @@ internal sealed class ImageConditioning : IDisposable
     public static bool IsInpaintingModel(StableDiffusionPipeline pipe) => pipe.Unet.Config.InChannels == 2 * pipe.Vae.Config.LatentChannels + 1;
 
     /// <summary>
-    /// get_timesteps and prepare_latents (+ prepare_mask_latents) for one batch, after SetTimesteps: the timesteps left
-    /// after skipping int(steps · (1 − strength)), the scheduler's index started there, and the latents to start from:
+    /// get_timesteps and prepare_latents (+ prepare_mask_latents) for one batch, after SetTimesteps: the last
+    /// int(steps · strength) timesteps, the scheduler's index started at the first of them, and the latents to start from:
     /// the image's noised to the first of them, or, when inpainting at strength 1, pure noise × init_noise_sigma.
     /// </summary>
     public ImageStart Begin(SchedulerBase scheduler, TextToImageOptions options, IReadOnlyList<long> seeds)
