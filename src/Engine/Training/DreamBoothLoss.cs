@@ -9,8 +9,8 @@ public sealed record DreamBoothLossResult(Tensor Loss, Tensor InstanceLoss, Tens
 
 /// <summary>
 /// train_dreambooth.py's loss: noisy latents by DDPM add_noise, target = noise (epsilon) or velocity (v_prediction),
-/// instance half and class half of one concatenated batch, loss = MSE(instance) + w·MSE(prior). With min-SNR the
-/// instance loss is weighted per sample using the instance half of the timesteps (diffusers uses all of them, its
+/// instance half and class half of one concatenated batch, loss = MSE(instance) + w·MSE(prior). With min-SNR (and
+/// kohya-ss' debiased estimation) the instance loss is weighted per sample using the instance half of the timesteps (diffusers uses all of them, its
 /// issue 5791); the prior loss is never weighted.
 /// </summary>
 public static class DreamBoothLoss
@@ -20,7 +20,7 @@ public static class DreamBoothLoss
         Func<Tensor, Tensor, Tensor, Tensor> unetForward, DDPMScheduler noiseScheduler,
         Tensor latents, Tensor noise, Tensor timesteps, Tensor encoderHiddenStates,
         bool withPriorPreservation, double priorLossWeight, double? snrGamma, string lossType = "l2", double huberC = 0.1,
-        Tensor? inputNoise = null)
+        Tensor? inputNoise = null, bool debiasedEstimation = false)
     {
         // The squared error as diffusers' mse_loss; the Huber losses with their (already scheduled) parameter.
         Tensor Mean(Tensor p, Tensor t) => lossType == "l2" ? nn.functional.mse_loss(p, t, nn.Reduction.Mean) : HuberLoss.Elementwise(p, t, lossType, huberC).mean();
@@ -45,10 +45,16 @@ public static class DreamBoothLoss
             priorLoss = Mean(p[1], t[1]);
         }
 
-        Tensor instanceLoss;
-        if (snrGamma is double gamma)
+        // Per-sample weights of the instance loss: min-SNR, then kohya-ss' debiased estimation (both: their product).
+        Tensor? weights = snrGamma is double gamma ? MinSnr.DreamBoothWeights(noiseScheduler.AlphasCumprod, instT, gamma, prediction).to(instPred.device) : null;
+        if (debiasedEstimation)
         {
-            var weights = MinSnr.DreamBoothWeights(noiseScheduler.AlphasCumprod, instT, gamma, prediction).to(instPred.device);
+            var debiased = MinSnr.DebiasedWeights(noiseScheduler.AlphasCumprod, instT, prediction).to(instPred.device);
+            weights = weights is null ? debiased : weights * debiased;
+        }
+        Tensor instanceLoss;
+        if (weights is not null)
+        {
             var perSample = HuberLoss.Elementwise(instPred, instTarget, lossType, huberC)
                 .mean(Enumerable.Range(1, (int)instPred.dim() - 1).Select(i => (long)i).ToArray());
             instanceLoss = (perSample * weights).mean();

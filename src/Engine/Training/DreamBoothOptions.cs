@@ -116,6 +116,8 @@ public sealed record DreamBoothOptions
     /// N(0,1) while it learns to predict the noise itself (recommended 0.1). 0: off.
     /// </summary>
     public double InputPerturbation { get; init; }
+    /// <summary>kohya-ss' --debiased_estimation_loss: the instance loss weighted 1/√SNR per sample (<see cref="MinSnr.DebiasedWeights"/>).</summary>
+    public bool DebiasedEstimationLoss { get; init; }
     /// <summary>kohya-ss' --multires_noise_iterations: levels of coarser noise added to the training noise (<see cref="MultiresNoise"/>); 0: off.</summary>
     public int MultiresNoiseIterations { get; init; }
     /// <summary>kohya-ss' --multires_noise_discount: each coarser level's weight is this to the power of its index.</summary>

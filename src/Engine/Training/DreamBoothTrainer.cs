@@ -390,15 +390,15 @@ public sealed class DreamBoothTrainer : IDisposable
 
         Tensor total;
         if (views.Select(v => (v.Width, v.Height)).Distinct().Count() == 1)
-            total = Loss(views, prompts, _o.WithPriorPreservation, _o.SnrGamma, generator);
+            total = Loss(views, prompts, _o.WithPriorPreservation, instancePart: true, generator);
         else
         {
             // Aspect-ratio buckets: images of different sizes cannot share a forward, so each size gets its own. The loss
             // stays diffusers' instance + prior_loss_weight · prior, each the mean over its images (min-SNR weighting on
             // the instance part only, as there).
             int n = planned.Count;
-            total = MeanLossBySize(views.Take(n).ToList(), prompts.Take(n).ToList(), _o.SnrGamma, generator);
-            if (views.Count > n) total = total + _o.PriorLossWeight * MeanLossBySize(views.Skip(n).ToList(), prompts.Skip(n).ToList(), null, generator);
+            total = MeanLossBySize(views.Take(n).ToList(), prompts.Take(n).ToList(), instancePart: true, generator);
+            if (views.Count > n) total = total + _o.PriorLossWeight * MeanLossBySize(views.Skip(n).ToList(), prompts.Skip(n).ToList(), instancePart: false, generator);
         }
         var loss = total / _o.GradientAccumulationSteps;
         if (_scaler is not null) loss = _scaler.Scale(loss);
@@ -412,20 +412,24 @@ public sealed class DreamBoothTrainer : IDisposable
     /// The mean DreamBooth loss of views of several sizes: one forward per size, in order of first appearance, each
     /// group's mean weighted by its share of the images (the mean over all of them when every image is one size).
     /// </summary>
-    Tensor MeanLossBySize(IReadOnlyList<ImageView> views, IReadOnlyList<string> prompts, double? snrGamma, torch.Generator generator)
+    Tensor MeanLossBySize(IReadOnlyList<ImageView> views, IReadOnlyList<string> prompts, bool instancePart, torch.Generator generator)
     {
         Tensor? sum = null;
         foreach (var group in Enumerable.Range(0, views.Count).GroupBy(i => (views[i].Width, views[i].Height)))
         {
-            var loss = Loss(group.Select(i => views[i]).ToList(), group.Select(i => prompts[i]).ToList(), false, snrGamma, generator);
+            var loss = Loss(group.Select(i => views[i]).ToList(), group.Select(i => prompts[i]).ToList(), false, instancePart, generator);
             if (group.Count() != views.Count) loss = loss * ((double)group.Count() / views.Count);
             sum = sum is null ? loss : sum + loss;
         }
         return sum!;
     }
 
-    /// <summary>The DreamBooth loss of views of one size: latents, noise, timesteps, text embeddings, UNet prediction.</summary>
-    Tensor Loss(IReadOnlyList<ImageView> views, IReadOnlyList<string> prompts, bool withPrior, double? snrGamma, torch.Generator generator)
+    /// <summary>
+    /// The DreamBooth loss of views of one size: latents, noise, timesteps, text embeddings, UNet prediction. The
+    /// per-sample weightings (min-SNR, debiased estimation) apply to instance images only, as diffusers' min-SNR does.
+    /// </summary>
+    /// <param name="instancePart">the views are instance images (with <paramref name="withPrior"/>: their first half)</param>
+    Tensor Loss(IReadOnlyList<ImageView> views, IReadOnlyList<string> prompts, bool withPrior, bool instancePart, torch.Generator generator)
     {
         // Each view's latent distribution is encoded once (LatentCache); the sample is drawn fresh every step.
         Tensor latents;
@@ -471,7 +475,7 @@ public sealed class DreamBoothTrainer : IDisposable
                 using var _ = MixedPrecision.Autocast(compute);
                 return unetDType == ScalarType.Float32 ? _unet.forward(x, t, c) : _unet.forward(x.to(unetDType), t, c.to(unetDType));
             }, _noiseScheduler, latents, noise, timesteps, context,
-            withPrior, _o.PriorLossWeight, snrGamma, _o.LossType, huberC, inputNoise).Loss;
+            withPrior, _o.PriorLossWeight, instancePart ? _o.SnrGamma : null, _o.LossType, huberC, inputNoise, instancePart && _o.DebiasedEstimationLoss).Loss;
     }
 
     /// <summary>

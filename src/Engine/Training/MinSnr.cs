@@ -42,6 +42,18 @@ public static class MinSnr
     }
 
     /// <summary>
+    /// kohya-ss' debiased estimation loss (--debiased_estimation_loss, Yu et al. 2024): per-sample weights 1/√SNR
+    /// (1/(SNR+1) for v_prediction), SNR capped at 1000 because it is infinite at timestep 0.
+    /// </summary>
+    public static Tensor DebiasedWeights(Tensor alphasCumprod, Tensor timesteps, string predictionType)
+    {
+        using var scope = torch.NewDisposeScope();
+        var snr = ComputeSnr(alphasCumprod, timesteps);
+        snr = torch.minimum(snr, torch.full_like(snr, 1000.0));
+        return (predictionType == "v_prediction" ? 1 / (snr + 1) : 1 / snr.sqrt()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// The variant in diffusers' <c>examples/dreambooth/train_dreambooth.py</c>: base = min(snr, γ)/snr for every
     /// prediction type, and v_prediction uses base + 1 ("floored to an SNR weight of one"), not min(snr, γ)/(snr+1).
     /// </summary>

@@ -64,6 +64,7 @@ public static class ParameterMap
         ["min_snr_gamma"] = "SnrGamma",       // kohya-ss
         ["input_perturbation"] = "InputPerturbation",   // diffusers' train_text_to_image.py
         ["ip_noise_gamma"] = "InputPerturbation",       // kohya-ss
+        ["debiased_estimation_loss"] = "DebiasedEstimationLoss",
         ["multires_noise_iterations"] = "MultiresNoiseIterations",
         ["multires_noise_discount"] = "MultiresNoiseDiscount",
         ["loss_type"] = "LossType",           // kohya-ss, diffusers' scheduled_huber_loss_training

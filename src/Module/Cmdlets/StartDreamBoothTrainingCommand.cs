@@ -97,6 +97,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public double? SnrGamma { get; set; }
     /// <summary>diffusers' --input_perturbation (kohya-ss' --ip_noise_gamma): extra noise on the UNet's input only (0.1 recommended there).</summary>
     [Parameter, ValidateRange(0.0, 1.0)] public double InputPerturbation { get; set; }
+    /// <summary>kohya-ss' --debiased_estimation_loss: the instance loss weighted 1/√SNR per sample.</summary>
+    [Parameter] public SwitchParameter DebiasedEstimationLoss { get; set; }
     /// <summary>kohya-ss' --multires_noise_iterations: levels of coarser noise added to the training noise (6–10 there); 0: off.</summary>
     [Parameter, ValidateRange(0, 64)] public int MultiresNoiseIterations { get; set; }
     /// <summary>kohya-ss' --multires_noise_discount: the weight of each coarser level, to the power of its index.</summary>
@@ -187,7 +189,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit, CheckpointingEpochs = CheckpointingEpochs,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
             ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
-            LossType = LossType, HuberSchedule = HuberSchedule, HuberC = HuberC, InputPerturbation = InputPerturbation,
+            LossType = LossType, HuberSchedule = HuberSchedule, HuberC = HuberC, InputPerturbation = InputPerturbation, DebiasedEstimationLoss = DebiasedEstimationLoss,
             MultiresNoiseIterations = MultiresNoiseIterations, MultiresNoiseDiscount = MultiresNoiseDiscount,
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,
             LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,

@@ -4,7 +4,7 @@ using DreamBooth.Engine.Training;
 
 namespace DreamBooth.Engine.Tests.Training;
 
-/// <summary>kohya-ss' --noise_offset amount and multires noise, diffusers' --input_perturbation and the text encoder's clip skip in training.</summary>
+/// <summary>kohya-ss' --noise_offset amount, multires noise and debiased estimation, diffusers' --input_perturbation and the text encoder's clip skip in training.</summary>
 [Collection(TrainingSerialCollection.Name)]
 public class ConditioningOptionsTests : IDisposable
 {
@@ -78,6 +78,31 @@ public class ConditioningOptionsTests : IDisposable
         var multires = Load(Run(Options("multires", 2) with { MultiresNoiseIterations = 6 }), "unet");
         Assert.Contains(plain, kv => !kv.Value.Equals(multires[kv.Key]));
         Assert.Throws<ArgumentOutOfRangeException>((Options("x", 1) with { MultiresNoiseDiscount = 0 }).Validate);
+    }
+
+    [Fact]
+    public void DebiasedEstimation_WeightsEachInstanceSampleByOneOverRootSnr()
+    {
+        using var scheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler",
+            DreamBooth.Engine.Schedulers.SchedulerConfig.LoadJson(Path.Combine(Fixtures.TinySd, "scheduler", "scheduler_config.json")));
+        using var g = new torch.Generator(4);
+        var latents = torch.randn(new long[] { 4, 4, 8, 8 }, generator: g);
+        var noise = torch.randn(new long[] { 4, 4, 8, 8 }, generator: g);
+        var timesteps = torch.tensor(new long[] { 50, 900, 300, 600 });
+        var context = torch.zeros(4, 77, 32);
+        Tensor Unet(Tensor x, Tensor t, Tensor c) => x * 0.5;   // any prediction: the weighting is what is checked
+        var plain = DreamBoothLoss.Compute(Unet, scheduler, latents, noise, timesteps, context, true, 1.0, null);
+        var debiased = DreamBoothLoss.Compute(Unet, scheduler, latents, noise, timesteps, context, true, 1.0, null, debiasedEstimation: true);
+        // The instance half (the first two samples) weighted per sample; the prior half as it was.
+        var perSample = (plain.ModelPrediction - plain.Target).pow(2).mean(new long[] { 1, 2, 3 });
+        var w = MinSnr.DebiasedWeights(scheduler.AlphasCumprod, timesteps.narrow(0, 0, 2), "epsilon");
+        var expected = (perSample.narrow(0, 0, 2) * w).mean();
+        Assert.Equal(expected.item<float>(), debiased.InstanceLoss.item<float>(), 5);
+        Assert.Equal(plain.PriorLoss!.item<float>(), debiased.PriorLoss!.item<float>());
+
+        var trained = Load(Run(Options("debiased", 2) with { DebiasedEstimationLoss = true }), "unet");
+        var untouched = Load(Run(Options("not-debiased", 2)), "unet");
+        Assert.Contains(trained, kv => !kv.Value.Equals(untouched[kv.Key]));
     }
 
     [Fact]

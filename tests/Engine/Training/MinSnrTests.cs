@@ -34,4 +34,22 @@ public class MinSnrTests
             Assert.True(Math.Abs(dbV[i] - (expectEps[i] + 1)) <= 1e-6, $"dreambooth v {i}: {dbV[i]}");
         }
     }
+
+    [Fact]
+    public void DebiasedEstimationWeights_AreOneOverRootSnr_CappedAt1000()
+    {
+        using var scope = torch.NewDisposeScope();
+        var alphasCumprod = torch.tensor(new[] { 0.9999f, 0.5f, 0.1f, 0.8f });
+        var timesteps = torch.tensor(new long[] { 0, 1, 2, 3 });
+        // SNR = ᾱ/(1 − ᾱ): 9999 (capped to 1000), 1, 1/9, 4.
+        var eps = MinSnr.DebiasedWeights(alphasCumprod, timesteps, "epsilon").data<float>().ToArray();
+        var v = MinSnr.DebiasedWeights(alphasCumprod, timesteps, "v_prediction").data<float>().ToArray();
+        double[] expectEps = [1 / Math.Sqrt(1000), 1, 3, 0.5];
+        double[] expectV = [1 / 1001.0, 0.5, 0.9, 0.2];
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.True(Math.Abs(eps[i] - expectEps[i]) <= 1e-5 * expectEps[i], $"epsilon {i}: {eps[i]} vs {expectEps[i]}");
+            Assert.True(Math.Abs(v[i] - expectV[i]) <= 1e-5 * expectV[i], $"v {i}: {v[i]} vs {expectV[i]}");
+        }
+    }
 }
