@@ -62,7 +62,16 @@ public static class StateDictLoader
         return Load(module, file);
     }
 
-    /// <summary>Saves the module's state dict (parameters and persistent buffers) under its own names.</summary>
-    public static void Save(nn.Module module, string path, IReadOnlyDictionary<string, string>? metadata = null)
-        => SafetensorsWriter.Write(path, module.state_dict(), metadata ?? new Dictionary<string, string> { ["format"] = "pt" });
+    /// <summary>
+    /// Saves the module's state dict (parameters and persistent buffers) under its own names; with
+    /// <paramref name="dtype"/>, its floating-point tensors converted to it (one at a time) and the others as they are.
+    /// </summary>
+    public static void Save(nn.Module module, string path, IReadOnlyDictionary<string, string>? metadata = null, ScalarType? dtype = null)
+    {
+        metadata ??= new Dictionary<string, string> { ["format"] = "pt" };
+        if (dtype is not ScalarType to) { SafetensorsWriter.Write(path, module.state_dict(), metadata); return; }
+        using var scope = torch.NewDisposeScope();
+        SafetensorsWriter.Write(path, module.state_dict().Select(kv =>
+            new KeyValuePair<string, Tensor>(kv.Key, kv.Value.is_floating_point() && kv.Value.dtype != to ? kv.Value.detach().to(to) : kv.Value)), metadata);
+    }
 }

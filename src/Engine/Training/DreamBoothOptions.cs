@@ -166,6 +166,11 @@ public sealed record DreamBoothOptions
     public double? LoRAAlpha { get; init; }
     /// <summary>Also write the adapters in the kohya / A1111 key layout (pytorch_lora_weights_kohya.safetensors).</summary>
     public bool SaveKohyaLoRA { get; init; }
+    /// <summary>
+    /// kohya-ss' --save_precision: the precision the final model's trained components (UNet, text encoder) are written
+    /// in: fp32 (default), fp16 or bf16, half the size. Checkpoints stay fp32 so that a resume continues exactly.
+    /// </summary>
+    public string SavePrecision { get; init; } = "fp32";
     [JsonIgnore] public double EffectiveLoRAAlpha => LoRAAlpha ?? LoRARank;
 
     /// <summary>Checks ranges and combinations before any work starts; messages say what to change.</summary>
@@ -205,6 +210,7 @@ public sealed record DreamBoothOptions
         Range(MultiresNoiseIterations >= 0, nameof(MultiresNoiseIterations), MultiresNoiseIterations, "cannot be negative");
         Range(MultiresNoiseDiscount > 0 && MultiresNoiseDiscount <= 1, nameof(MultiresNoiseDiscount), MultiresNoiseDiscount, "must be in (0, 1]");
         Range(InputPerturbation >= 0 && double.IsFinite(InputPerturbation), nameof(InputPerturbation), InputPerturbation, "cannot be negative");
+        if (SavePrecision is not ("fp32" or "fp16" or "bf16")) throw new ArgumentException($"-SavePrecision must be fp32, fp16 or bf16 (got '{SavePrecision}').");
         if (!HuberLoss.LossTypes.Contains(LossType)) throw new ArgumentException($"-LossType must be l2, huber or smooth_l1 (got '{LossType}').");
         if (!HuberLoss.Schedules.Contains(HuberSchedule)) throw new ArgumentException($"-HuberSchedule must be snr, exponential or constant (got '{HuberSchedule}').");
         Range(HuberC > 0 && HuberC <= 1, nameof(HuberC), HuberC, "must be in (0, 1]");

@@ -729,8 +729,9 @@ public sealed class DreamBoothTrainer : IDisposable
         Directory.CreateDirectory(staging);
         try
         {
-            _unet.SavePretrained(Path.Combine(staging, "unet"));
-            if (_o.TrainTextEncoder) _textEncoder.SavePretrained(Path.Combine(staging, "text_encoder"));
+            ScalarType? saveAs = _o.SavePrecision switch { "fp16" => ScalarType.Float16, "bf16" => ScalarType.BFloat16, _ => null };
+            _unet.SavePretrained(Path.Combine(staging, "unet"), saveAs);
+            if (_o.TrainTextEncoder) _textEncoder.SavePretrained(Path.Combine(staging, "text_encoder"), saveAs);
             foreach (var component in new[] { "text_encoder", "vae", "tokenizer", "scheduler" })
             {
                 if (component == "text_encoder" && _o.TrainTextEncoder) continue;

@@ -54,6 +54,7 @@ public static class ParameterMap
         ["checkpointing_steps"] = "CheckpointingSteps",
         ["checkpoints_total_limit"] = "CheckpointsTotalLimit",
         ["save_every_n_epochs"] = "CheckpointingEpochs",   // kohya-ss
+        ["save_precision"] = "SavePrecision",             // kohya-ss
         ["validation_prompt"] = "ValidationPrompt",
         ["num_validation_images"] = "NumValidationImages",
         ["validation_steps"] = "ValidationSteps",

@@ -137,6 +137,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] [Alias("LoRAAlpha")] public double? Alpha { get; set; }
     /// <summary>Also write the adapters in the kohya / A1111 layout (pytorch_lora_weights_kohya.safetensors).</summary>
     [Parameter] public SwitchParameter SaveKohyaLoRA { get; set; }
+    /// <summary>kohya-ss' --save_precision: the final model's trained components in fp32 (default), fp16 or bf16; checkpoints stay fp32.</summary>
+    [Parameter, ValidateSet("fp32", "fp16", "bf16")] public string SavePrecision { get; set; } = "fp32";
 
     /// <summary>
     /// The diffusers guide's memory recipe for a GPU of this size (16GB, 12GB, 8GB): turns on its flags and says which;
@@ -196,7 +198,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             Device = Device, MixedPrecision = MixedPrecision,
             GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32, Deterministic = Deterministic,
-            LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA,
+            LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA, SavePrecision = SavePrecision,
         };
         if (MemoryProfile is not null && ResolveMemoryProfile(MemoryProfile, options.Device) is string profile) options = ApplyMemoryProfile(options, profile);
         try { DreamBoothTrainer.Preflight(options); }

@@ -221,6 +221,28 @@ public class DreamBoothTrainerTests : IDisposable
     }
 
     [Fact]
+    public void SavePrecision_WritesTheFinalModelInHalfPrecision_AndCheckpointsInFp32()
+    {
+        var fp32 = DreamBoothTrainer.Train(Options("save-fp32", 2) with { WithPriorPreservation = false, TrainTextEncoder = true }, new TrainingEvents(), CancellationToken.None);
+        var fp16 = DreamBoothTrainer.Train(Options("save-fp16", 2) with { WithPriorPreservation = false, TrainTextEncoder = true, SavePrecision = "fp16" }, new TrainingEvents(), CancellationToken.None);
+        foreach (var (component, file) in new[] { ("unet", "diffusion_pytorch_model.safetensors"), ("text_encoder", "model.safetensors") })
+        {
+            using var full = SafetensorsFile.Open(Path.Combine(fp32.OutputDirectory, component, file));
+            using var half = SafetensorsFile.Open(Path.Combine(fp16.OutputDirectory, component, file));
+            var a = full.ReadAll();
+            var b = half.ReadAll();
+            Assert.All(b, kv => Assert.True(kv.Value.dtype == ScalarType.Float16 || !kv.Value.is_floating_point(), kv.Key));
+            foreach (var (name, t) in a)
+                Assert.True(t.is_floating_point() ? t.to(ScalarType.Float16).Equals(b[name]) : t.Equals(b[name]), $"{component} {name}");
+            using var checkpoint = SafetensorsFile.Open(Path.Combine(fp16.OutputDirectory, "checkpoint-2", component, file));
+            Assert.All(checkpoint.ReadAll(), kv => Assert.True(kv.Value.dtype != ScalarType.Float16, kv.Key));
+        }
+        Assert.Contains("float16", File.ReadAllText(Path.Combine(fp16.OutputDirectory, "text_encoder", "config.json")));
+        using var pipe = DreamBooth.Engine.Pipelines.StableDiffusionPipeline.FromPretrained(fp16.OutputDirectory, ScalarType.Float32, torch.CPU);
+        Assert.Single(pipe.Generate(new DreamBooth.Engine.Pipelines.TextToImageOptions { Prompts = new[] { "a photo of sks toy" }, Steps = 2, Width = 64, Height = 64 }));
+    }
+
+    [Fact]
     public void AnInpaintingModel_IsRefusedBeforeAnyWork()
     {
         // The tiny pipeline with the 9-input-channel UNet of the inpainting fixture in place of its own.

@@ -65,14 +65,14 @@ public sealed class ClipTextModel : nn.Module
         });
     }
 
-    /// <summary>Writes <c>config.json</c> (every original key; torch_dtype updated) and <c>model.safetensors</c>.</summary>
-    public void SavePretrained(string componentDir)
+    /// <summary>Writes <c>config.json</c> (every original key; torch_dtype updated) and <c>model.safetensors</c> (current dtype, or <paramref name="saveAs"/>).</summary>
+    public void SavePretrained(string componentDir, ScalarType? saveAs = null)
     {
         Directory.CreateDirectory(componentDir);
-        var dtype = text_model.FinalLayerNorm.weight!.dtype;
+        var dtype = saveAs ?? text_model.FinalLayerNorm.weight!.dtype;
         Config.Json.With(new Dictionary<string, JsonNode?> { ["torch_dtype"] = JsonValue.Create(TorchDTypeName(dtype)) })
             .Save(Path.Combine(componentDir, "config.json"));
-        StateDictLoader.Save(this, Path.Combine(componentDir, "model.safetensors"));
+        StateDictLoader.Save(this, Path.Combine(componentDir, "model.safetensors"), dtype: saveAs);
     }
 
     static string TorchDTypeName(ScalarType t) => t switch

@@ -119,12 +119,12 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         return EmptyWeights.Load(() => new UNet2DConditionModel(config), weights, dtype, device);
     }
 
-    /// <summary>Writes config.json (all original keys) and diffusion_pytorch_model.safetensors (current dtype).</summary>
-    public void SavePretrained(string componentDir)
+    /// <summary>Writes config.json (all original keys) and diffusion_pytorch_model.safetensors (current dtype, or <paramref name="dtype"/>).</summary>
+    public void SavePretrained(string componentDir, ScalarType? dtype = null)
     {
         Directory.CreateDirectory(componentDir);
         Config.Json.Save(Path.Combine(componentDir, ConfigName));
-        StateDictLoader.Save(this, Path.Combine(componentDir, WeightsName));
+        StateDictLoader.Save(this, Path.Combine(componentDir, WeightsName), dtype: dtype);
     }
 
     /// <summary>The time embedding for a 0-dim (broadcast) or 1-D timestep tensor of any numeric dtype, in <paramref name="dtype"/>.</summary>
