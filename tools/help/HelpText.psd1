@@ -116,6 +116,7 @@
                 ValidationSteps = 'Render validation images every this many steps (--validation_steps).'
                 ValidationScheduler = 'Sampler for validation images (--validation_scheduler).'
                 OffsetNoise = 'Add offset noise (--offset_noise): noise + 0.1 x N(0,1) per sample and channel, which lets the model learn darker and brighter images.'
+                AdaptiveNoiseScale = 'kohya-ss'' --adaptive_noise_scale, with -NoiseOffset: each image''s and channel''s offset noise is -NoiseOffset plus this times the absolute mean of its latents (clamped at 0), so brighter or darker images get more offset (0.01 to 0.1 of the offset is usual there).'
                 NoiseOffset = 'The offset noise''s amount (kohya-ss'' --noise_offset, e.g. 0.05); -OffsetNoise is 0.1.'
                 ClipSkip = 'Condition the UNet on the text encoder''s output this many layers before its last, final layer norm applied (diffusers'' clip_skip: 1 is the penultimate layer, kohya-ss'' --clip_skip 2), for models trained that way (NovelAI-derived anime models). Validation images use it too; pass the same -ClipSkip to Invoke-DreamBoothInference. Default: 0.'
                 SnrGamma = 'Min-SNR loss weighting gamma, e.g. 5 (--snr_gamma).'

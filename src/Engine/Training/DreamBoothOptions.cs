@@ -106,6 +106,11 @@ public sealed record DreamBoothOptions
     public double? NoiseOffset { get; init; }
     [JsonIgnore] public double EffectiveNoiseOffset => NoiseOffset ?? (OffsetNoise ? 0.1 : 0);
     /// <summary>
+    /// kohya-ss' --adaptive_noise_scale (with a noise offset): each sample's and channel's offset is the noise offset +
+    /// this × |mean of its latents|, clamped at 0. Null: off.
+    /// </summary>
+    public double? AdaptiveNoiseScale { get; init; }
+    /// <summary>
     /// Train on the text encoder's output this many layers before its last, final layer norm applied (diffusers'
     /// clip_skip, as Invoke-DreamBoothInference -ClipSkip: 1 = the penultimate layer, kohya-ss' --clip_skip 2). 0: the last.
     /// </summary>
@@ -214,6 +219,8 @@ public sealed record DreamBoothOptions
         if (!HuberLoss.LossTypes.Contains(LossType)) throw new ArgumentException($"-LossType must be l2, huber or smooth_l1 (got '{LossType}').");
         if (!HuberLoss.Schedules.Contains(HuberSchedule)) throw new ArgumentException($"-HuberSchedule must be snr, exponential or constant (got '{HuberSchedule}').");
         Range(HuberC > 0 && HuberC <= 1, nameof(HuberC), HuberC, "must be in (0, 1]");
+        if (AdaptiveNoiseScale is double ans && (!double.IsFinite(ans) || EffectiveNoiseOffset <= 0))
+            throw new ArgumentException("-AdaptiveNoiseScale scales the offset noise by the latents' mean: it needs -NoiseOffset (or -OffsetNoise), and a finite value.");
         Range(CheckpointingEpochs is null or >= 1, nameof(CheckpointingEpochs), CheckpointingEpochs!, "must be at least 1");
         Range(KeepTokens >= 0, nameof(KeepTokens), KeepTokens, "cannot be negative");
         Range(CaptionDropoutRate is >= 0 and <= 1, nameof(CaptionDropoutRate), CaptionDropoutRate, "must be between 0 and 1");

@@ -438,7 +438,13 @@ public sealed class DreamBoothTrainer : IDisposable
             latents = (dist.Sample(generator) * _vae.ScalingFactor).to(ScalarType.Float32);
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
         if (_o.EffectiveNoiseOffset > 0)
-            noise = noise + _o.EffectiveNoiseOffset * torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
+        {
+            var offsetNoise = torch.randn(new[] { latents.shape[0], latents.shape[1], 1, 1 }, dtype: ScalarType.Float32, generator: generator).to(_device);
+            // kohya-ss' --adaptive_noise_scale: the offset grows with the latents' own mean brightness per channel.
+            noise = _o.AdaptiveNoiseScale is double adaptive
+                ? noise + (_o.EffectiveNoiseOffset + adaptive * latents.mean(new long[] { 2, 3 }, keepdim: true).abs()).clamp_min(0) * offsetNoise
+                : noise + _o.EffectiveNoiseOffset * offsetNoise;
+        }
         if (_o.MultiresNoiseIterations > 0) noise = MultiresNoise.Apply(noise, _o.MultiresNoiseIterations, _o.MultiresNoiseDiscount, generator);
         var inputNoise = _o.InputPerturbation > 0
             ? noise + _o.InputPerturbation * torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device) : null;

@@ -60,7 +60,8 @@ public static class ParameterMap
         ["validation_steps"] = "ValidationSteps",
         ["validation_scheduler"] = "ValidationScheduler",
         ["offset_noise"] = "OffsetNoise",
-        ["noise_offset"] = "NoiseOffset",   // kohya-ss (its clip_skip counts from 1 = the last layer, so it is not mapped: -ClipSkip is diffusers')
+        ["noise_offset"] = "NoiseOffset",
+        ["adaptive_noise_scale"] = "AdaptiveNoiseScale",   // kohya-ss   // kohya-ss (its clip_skip counts from 1 = the last layer, so it is not mapped: -ClipSkip is diffusers')
         ["snr_gamma"] = "SnrGamma",
         ["min_snr_gamma"] = "SnrGamma",       // kohya-ss
         ["input_perturbation"] = "InputPerturbation",   // diffusers' train_text_to_image.py

@@ -92,6 +92,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter] public SwitchParameter OffsetNoise { get; set; }
     /// <summary>kohya-ss' --noise_offset: the offset noise's amount (-OffsetNoise is 0.1).</summary>
     [Parameter, ValidateRange(0.0, 1.0)] public double? NoiseOffset { get; set; }
+    /// <summary>kohya-ss' --adaptive_noise_scale: the offset noise grows by this × |the latents' mean| (needs -NoiseOffset).</summary>
+    [Parameter, ValidateRange(-1.0, 1.0)] public double? AdaptiveNoiseScale { get; set; }
     /// <summary>Condition on the text encoder's output this many layers before the last (as Invoke-DreamBoothInference -ClipSkip).</summary>
     [Parameter, ValidateRange(0, 1000)] public int ClipSkip { get; set; }
     [Parameter] public double? SnrGamma { get; set; }
@@ -190,7 +192,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             AdamEpsilon = AdamEpsilon, MaxGradNorm = MaxGradNorm, Seed = Seed ?? Random.Shared.NextInt64(0, uint.MaxValue),
             CheckpointingSteps = CheckpointingSteps, CheckpointsTotalLimit = CheckpointsTotalLimit, CheckpointingEpochs = CheckpointingEpochs,
             ValidationPrompts = ValidationPrompt ?? Array.Empty<string>(), NumValidationImages = NumValidationImages,
-            ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
+            ValidationSteps = ValidationSteps, ValidationScheduler = ValidationScheduler, OffsetNoise = OffsetNoise, NoiseOffset = NoiseOffset, AdaptiveNoiseScale = AdaptiveNoiseScale, ClipSkip = ClipSkip, SnrGamma = SnrGamma,
             LossType = LossType, HuberSchedule = HuberSchedule, HuberC = HuberC, InputPerturbation = InputPerturbation, DebiasedEstimationLoss = DebiasedEstimationLoss,
             MultiresNoiseIterations = MultiresNoiseIterations, MultiresNoiseDiscount = MultiresNoiseDiscount,
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,

@@ -31,6 +31,13 @@ public class ConditioningOptionsTests : IDisposable
         Assert.All(offset, kv => Assert.True(kv.Value.Equals(amount[kv.Key]), kv.Key));
         Assert.Contains(offset, kv => !kv.Value.Equals(other[kv.Key]));
         Assert.Throws<ArgumentOutOfRangeException>((Options("x", 1) with { NoiseOffset = -0.1 }).Validate);
+
+        // kohya-ss' adaptive noise scale: 0 leaves the offset as it is; another value moves it with the latents' mean.
+        var adaptiveZero = Load(Run(Options("adaptive-0", 2) with { NoiseOffset = 0.1, AdaptiveNoiseScale = 0 }), "unet");
+        var adaptive = Load(Run(Options("adaptive", 2) with { NoiseOffset = 0.1, AdaptiveNoiseScale = 0.5 }), "unet");
+        Assert.All(amount, kv => Assert.True(kv.Value.Equals(adaptiveZero[kv.Key]), kv.Key));
+        Assert.Contains(amount, kv => !kv.Value.Equals(adaptive[kv.Key]));
+        Assert.Throws<ArgumentException>((Options("x", 1) with { AdaptiveNoiseScale = 0.5 }).Validate);   // needs an offset
     }
 
     [Fact]
