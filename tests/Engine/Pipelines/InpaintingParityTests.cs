@@ -63,6 +63,26 @@ public class InpaintingParityTests : IClassFixture<PipelineParityTests.TinyPipel
         Assert.True(err <= 1e-3, $"{key}: image max abs {err:E3} > 1e-3");
     }
 
+    [Theory]
+    [InlineData("regular", null)]
+    [InlineData("inpainting", null)]
+    [InlineData("regular", 0.6)]
+    public void TwoImagesInOneBatch_EqualTwoBatchesOfOne(string kind, double? strength)
+    {
+        using var scope = torch.NewDisposeScope();
+        var pipe = kind == "regular" ? _regular : _inpainting;
+        var o = Options("DDIMScheduler", strength) with { ImagesPerPrompt = 2, Steps = 4 };
+        var together = pipe.Generate(o with { BatchSize = 2 });
+        var apart = pipe.Generate(o with { BatchSize = 1 });
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal(apart[i].Seed, together[i].Seed);
+            double err = Fixtures.MaxAbs(together[i].Pixels, apart[i].Pixels);
+            Assert.True(err <= 1e-5, $"{kind} image {i}: batched and unbatched differ by {err:E3}");
+        }
+        Assert.True(Fixtures.MaxAbs(together[0].Pixels, together[1].Pixels) > 1e-3);   // each image its own seed
+    }
+
     [Fact]
     public void AnInpaintingModel_NeedsAnImageAndAMask()
     {

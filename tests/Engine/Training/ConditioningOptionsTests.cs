@@ -20,6 +20,10 @@ public class ConditioningOptionsTests : IDisposable
 
     static Dictionary<string, Tensor> Load(string folder, string component) => Fixtures.ComponentWeights(folder, component);
 
+    /// <summary>The training noise scheduler of the tiny pipeline, as the trainer makes it.</summary>
+    static DDPMScheduler TinyNoiseScheduler() => (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler",
+        DreamBooth.Engine.Schedulers.SchedulerConfig.LoadJson(Path.Combine(Fixtures.TinySd, "scheduler", "scheduler_config.json")));
+
     static string Run(DreamBoothOptions o) => DreamBoothTrainer.Train(o, new TrainingEvents(), CancellationToken.None).OutputDirectory;
 
     [Fact]
@@ -43,8 +47,7 @@ public class ConditioningOptionsTests : IDisposable
     [Fact]
     public void InputPerturbation_NoisesTheInputOnly()
     {
-        using var scheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler",
-            DreamBooth.Engine.Schedulers.SchedulerConfig.LoadJson(Path.Combine(Fixtures.TinySd, "scheduler", "scheduler_config.json")));
+        using var scheduler = TinyNoiseScheduler();
         using var g = new torch.Generator(3);
         var latents = torch.randn(new long[] { 2, 4, 8, 8 }, generator: g);
         var noise = torch.randn(new long[] { 2, 4, 8, 8 }, generator: g);
@@ -90,8 +93,7 @@ public class ConditioningOptionsTests : IDisposable
     [Fact]
     public void DebiasedEstimation_WeightsEachInstanceSampleByOneOverRootSnr()
     {
-        using var scheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler",
-            DreamBooth.Engine.Schedulers.SchedulerConfig.LoadJson(Path.Combine(Fixtures.TinySd, "scheduler", "scheduler_config.json")));
+        using var scheduler = TinyNoiseScheduler();
         using var g = new torch.Generator(4);
         var latents = torch.randn(new long[] { 4, 4, 8, 8 }, generator: g);
         var noise = torch.randn(new long[] { 4, 4, 8, 8 }, generator: g);
