@@ -51,6 +51,8 @@ public sealed class DreamBoothDataset
         var prompts = new List<string>();
         foreach (var c in concepts)
         {
+            if (!Directory.Exists(c.InstanceDataDirectory))
+                throw new DirectoryNotFoundException($"Instance folder '{c.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
             var images = ImageFiles.List(c.InstanceDataDirectory);
             if (images.Count == 0)
                 throw new ArgumentException($"Instance folder '{c.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");

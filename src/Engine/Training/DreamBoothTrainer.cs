@@ -128,20 +128,12 @@ public sealed class DreamBoothTrainer : IDisposable
         // What the weights, gradients and optimizer state alone take must fit, or Linux's OOM killer ends the process later.
         var parameters = PipelineMemory.Count(source);   // from the headers, once: the memory and disk checks below
         TrainingMemoryEstimate.EnsureFits(o, parameters, DeviceSelection.Parse(o.Device).type == DeviceType.CPU, HostMemory.AvailableBytes());
-        var instances = new List<string>();
+        // The instance images as the run will list them: missing or empty folders and empty caption files fail now.
+        var instancesOnly = DreamBoothDataset.FromConcepts(o.AllConcepts, withPrior: false, o.NumClassImages, o.Resolution, o.CenterCrop,
+            o.RandomFlip, o.CaptionExtension, o.EnableBucket ? AspectRatioBuckets.For(o) : null);
         var classFolders = o.WithPriorPreservation ? o.AllConcepts.GroupBy(c => c.ClassFolderKey).Select(g => g.First().ClassDataDirectory!).ToList() : new List<string>();
-        foreach (var concept in o.AllConcepts)
-        {
-            if (!Directory.Exists(concept.InstanceDataDirectory))
-                throw new DirectoryNotFoundException($"Instance folder '{concept.InstanceDataDirectory}' does not exist. Put 3–5 photos of the subject in a folder and pass it as -InstanceDataDirectory.");
-            var images = ImageFiles.List(concept.InstanceDataDirectory);
-            if (images.Count == 0)
-                throw new ArgumentException($"Instance folder '{concept.InstanceDataDirectory}' holds no images (png, jpg, jpeg, webp, bmp, gif, tiff). Put 3–5 photos of the subject there.");
-            InstanceCaptions.Read(images, o.CaptionExtension, concept.InstancePrompt);   // an empty caption file fails now
-            for (int r = 0; r < concept.Repeats; r++) instances.AddRange(images);
-        }
         // Unreadable images fail now, naming the file, not an hour into the run.
-        foreach (var f in instances.Distinct()) ImageLoader.LoadRgb(f).Dispose();
+        foreach (var f in instancesOnly.InstanceImages.Distinct()) ImageLoader.LoadRgb(f).Dispose();
         foreach (var classFolder in classFolders.Where(Directory.Exists))
             foreach (var f in ImageFiles.List(classFolder).Take(o.NumClassImages)) ImageLoader.LoadRgb(f).Dispose();
         // Checked without creating anything (Start-DreamBoothTraining -WhatIf runs Preflight too); the run creates them.
@@ -149,9 +141,8 @@ public sealed class DreamBoothTrainer : IDisposable
         if (TrainingTrackers.DirectoryFor(o) is string logs)
             DiskSpace.EnsureWritable(logs, $"Cannot create the logging folder '{logs}'", "Choose another -LoggingDirectory, or -ReportTo none.");
         // Checkpoints (about 10 GB each for SD-1.4 with AdamW) and the model must fit, or the disk fills hours in.
-        int datasetLength = o.WithPriorPreservation ? Math.Max(instances.Count, o.NumClassImages * classFolders.Count) : instances.Count;
-        var instancesOnly = new DreamBoothDataset(instances, Array.Empty<string>(), o.Resolution, o.CenterCrop, o.RandomFlip)
-            { Buckets = o.EnableBucket ? AspectRatioBuckets.For(o) : null };
+        int instances = instancesOnly.InstanceImages.Count;
+        int datasetLength = o.WithPriorPreservation ? Math.Max(instances, o.NumClassImages * classFolders.Count) : instances;
         TrainingDiskEstimate.EnsureFits(o, parameters, startStep, instancesOnly.BatchesPerEpoch(o.TrainBatchSize, datasetLength), DiskSpace.FreeBytes(o.OutputDirectory));
         if (!resuming && CheckpointStore.List(o.OutputDirectory).Count > 0)
             throw new InvalidOperationException($"'{o.OutputDirectory}' already holds checkpoints of a run. Continue it with Resume-DreamBoothTraining -Path '{o.OutputDirectory}', or choose another -OutputDirectory.");
