@@ -31,6 +31,9 @@ public static class Benchmarks
         bool tf32 = args.Contains("--tf32");
         // --deterministic: -Deterministic (libtorch's deterministic algorithms; what they cost on a GPU).
         bool deterministic = args.Contains("--deterministic");
+        // --encode-as-they-come: the first epoch VAE-encodes each image when it comes, as diffusers' step does (the
+        // trainer otherwise encodes images with one view before step 1 and frees the VAE).
+        lazyEncode = args.Contains("--encode-as-they-come");
         // --device cpu|cuda|cuda:N (default auto: cuda:0 where the CUDA backend finds a GPU, else cpu).
         string device = BenchmarkArgs.Option(args, "--device", "auto");
         args = BenchmarkArgs.Positional(args, "--device");
@@ -46,6 +49,7 @@ public static class Benchmarks
     public static readonly string[] IssueRecipes = { "fp32", "checkpointing", "8bit", "12GB", "bf16" };
 
     const string SummaryPrefix = "summary\t";
+    static bool lazyEncode;
 
     /// <summary>
     /// train-sd14 all|R1,R2,… : each recipe in a child process of its own (so that its peak RSS is its own), one after
@@ -66,6 +70,7 @@ public static class Benchmarks
             if (selective) start.ArgumentList.Add("--selective");
             if (tf32) start.ArgumentList.Add("--tf32");
             if (deterministic) start.ArgumentList.Add("--deterministic");
+            if (lazyEncode) start.ArgumentList.Add("--encode-as-they-come");
             start.ArgumentList.Add("--device"); start.ArgumentList.Add(device);
             Console.WriteLine($"== {recipe}");
             using var child = Process.Start(start)!;
@@ -126,6 +131,7 @@ public static class Benchmarks
                 if (line.StartsWith("Optimizer state")) stateLine = line;
             },
             Warning = w => Console.WriteLine("  WARNING: " + w),
+            EncodeViewsAsTheyCome = lazyEncode,
             Progress = p =>
             {
                 if (p.Phase != "training") return;
@@ -157,7 +163,8 @@ public static class Benchmarks
         string Row(string what, int from, int to) => to <= from ? "" :
             $"| {recipe}{(prior ? "" : " (batch 1, no prior)")}, {what} | {Median(wallSteps.Skip(from).Take(to - from)):F2} | {Median(cpuSteps.Skip(from).Take(to - from)):F2} | {to - from} |";
         Console.WriteLine("| recipe, steps | s/step wall (median) | CPU s/step | steps measured |");
-        Console.WriteLine(Row(skip == 0 ? "step 1 (warm-up)" : "first epoch, steps 2-" + Math.Min(epochSteps, wallSteps.Count) + " (each encodes its images)", skip, Math.Min(epochSteps, wallSteps.Count)));
+        Console.WriteLine(Row(skip == 0 ? "step 1 (warm-up)" : "first epoch, steps 2-" + Math.Min(epochSteps, wallSteps.Count)
+            + (lazyEncode ? " (each encodes its images)" : " (images encoded before step 1)"), skip, Math.Min(epochSteps, wallSteps.Count)));
         Console.WriteLine(Row($"later epochs, steps {epochSteps + 1}-{wallSteps.Count} (latents reused)", epochSteps, wallSteps.Count));
         string devicePeak = deviceMemory.PeakBytes is long bytes ? $"{bytes / 1073741824.0:F2} GB" : deviceMemory.Source;
         Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : "") + (tf32 ? " --tf32" : "") + (deterministic ? " --deterministic" : ""),
@@ -217,8 +224,14 @@ public static class Benchmarks
             DreamBooth.Engine.IO.PngWriter.Save(noise, initPng, new Dictionary<string, string>());
         }
         GC.Collect();
+        double untrimmed = Program.RssGB();
+        // Loading in another precision than the file's frees its conversion buffers into glibc's heap, which keeps them
+        // (RSS) and hands them out again: without the trim, a generation that reuses them seems to add nothing.
+        malloc_trim(0);
         File.WriteAllText("/proc/self/clear_refs", "5");   // VmHWM := current RSS
         double before = Program.PeakRssGB();
+        Console.WriteLine($"RSS after load {untrimmed:F2} GB, after malloc_trim {before:F2} GB; " +
+            string.Join(", ", File.ReadLines("/proc/self/status").Where(l => l.StartsWith("RssAnon") || l.StartsWith("RssFile"))));
         var options = new DreamBooth.Engine.Pipelines.TextToImageOptions
         {
             Prompts = new[] { "a photo of sks dog" }, Steps = 1, Seed = 0, Scheduler = "DDIMScheduler", Width = width, Height = height,
@@ -229,6 +242,8 @@ public static class Benchmarks
         Console.WriteLine($"| {width}x{height} | batch {batch} | {(init ? "image to image" : "text to image")} | {dtype} | RSS after load {before:F2} GB | peak {Program.PeakRssGB():F2} GB | added {Program.PeakRssGB() - before:F2} GB | {sw.Elapsed.TotalSeconds:F1} s |");
         return 0;
     }
+
+    [System.Runtime.InteropServices.DllImport("libc.so.6")] static extern int malloc_trim(nuint pad);
 
     static double Median(IEnumerable<double> values)
     {

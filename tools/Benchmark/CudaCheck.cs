@@ -67,6 +67,22 @@ public static class CudaCheck
                 return ($"max |pixel - CPU pixel| = {diff:G3}", double.IsFinite(diff) && diff < 0.05);
             });
 
+        // Image to image and inpainting (a regular UNet and the fixture's 9-channel inpainting UNet), fp32 and fp16
+        // against the CPU's fp32: the start latents come from the VAE encode and the CPU generator on both.
+        var init = Path.Combine(repo, "tests/fixtures/img2img/init.png");
+        var mask = Path.Combine(repo, "tests/fixtures/img2img/inpaint/mask.png");
+        var inpaintUnet = Path.Combine(work, "tiny-sd-inpaint");
+        foreach (var (name, model, withMask) in new[] { ("image to image", tiny, false), ("inpainting", tiny, true), ("inpainting, 9-channel UNet", inpaintUnet, true) })
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float16 })
+                failed += Guard($"{name} {dtype} on {device}", () =>
+                {
+                    if (model == inpaintUnet && !Directory.Exists(inpaintUnet)) CopyInpaintPipeline(tiny, Path.Combine(repo, "tests/fixtures/img2img/inpaint/unet-inpaint"), inpaintUnet);
+                    using var reference = Generate(model, ScalarType.Float32, torch.CPU, "DDIMScheduler", init, withMask ? mask : null);
+                    using var pixels = Generate(model, dtype, device, "DDIMScheduler", init, withMask ? mask : null);
+                    double diff = (pixels - reference).abs().max().ToDouble();
+                    return ($"max |pixel - CPU fp32 pixel| = {diff:G3}, {pixels.shape[2]}x{pixels.shape[1]}", double.IsFinite(diff) && diff < (dtype == ScalarType.Float32 ? 0.01 : 0.05));
+                });
+
         // Training: the class images once (on the CPU), then each recipe on the CPU and on the device.
         var classes = Path.Combine(work, "class");
         foreach (var (name, apply) in Recipes.Where(r => only.Contains(r.Name)))
@@ -150,11 +166,29 @@ public static class CudaCheck
         }
     }
 
-    static Tensor Generate(string tiny, ScalarType dtype, Device device, string? scheduler = null)
+    static Tensor Generate(string tiny, ScalarType dtype, Device device, string? scheduler = null, string? initImage = null, string? maskImage = null)
     {
         using var pipe = StableDiffusionPipeline.FromPretrained(tiny, dtype, device);
-        var images = pipe.Generate(new TextToImageOptions { Prompts = new[] { "a photo of sks dog" }, Steps = 5, Seed = 0, Width = 64, Height = 64, Scheduler = scheduler });
+        var images = pipe.Generate(new TextToImageOptions
+        {
+            Prompts = new[] { "a photo of sks dog" }, Steps = 5, Seed = 0, Scheduler = scheduler,
+            Width = initImage is null ? 64 : null, Height = initImage is null ? 64 : null, InitImage = initImage, MaskImage = maskImage,
+            Strength = initImage is null ? null : 0.6,
+        });
         return images[0].Pixels.to(torch.CPU).to(ScalarType.Float32);
+    }
+
+    /// <summary>The tiny pipeline with the fixture's 9-channel inpainting UNet in place of its own (a folder of links and copies).</summary>
+    static void CopyInpaintPipeline(string tiny, string unet, string target)
+    {
+        foreach (var dir in Directory.GetDirectories(tiny))
+        {
+            var name = Path.GetFileName(dir);
+            var source = name == "unet" ? unet : dir;
+            Directory.CreateDirectory(Path.Combine(target, name));
+            foreach (var file in Directory.GetFiles(source)) File.Copy(file, Path.Combine(target, name, Path.GetFileName(file)));
+        }
+        foreach (var file in Directory.GetFiles(tiny)) File.Copy(file, Path.Combine(target, Path.GetFileName(file)));
     }
 
     static DreamBoothOptions Options(string repo, string tiny, string classes, string output, string device) => new()

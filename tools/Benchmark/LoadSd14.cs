@@ -19,7 +19,7 @@ public static class LoadSd14
     public static int Run(string repo, string[] args)
     {
         string variant = args.Length > 0 ? args[0] : "empty";
-        var dtype = args.Length > 1 && args[1] == "fp16" ? ScalarType.Float16 : ScalarType.Float32;
+        var dtype = args.Length > 1 ? args[1] switch { "fp16" => ScalarType.Float16, "bf16" => ScalarType.BFloat16, _ => ScalarType.Float32 } : ScalarType.Float32;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
         string folder = Benchmarks.EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         bool empty = variant == "empty";
@@ -45,7 +45,7 @@ public static class LoadSd14
                 using var m = Load(component);
                 double s = sw.Elapsed.TotalSeconds;
                 total += s;
-                line.Add($"{component} {s:F2} s");
+                line.Add($"{component} {s:F2} s (RSS {Program.RssGB():F2} GB loaded)");
             }
             Console.WriteLine($"round {round}, {variant}, {dtype}: {string.Join(", ", line)}; all three {total:F2} s; peak RSS so far {Program.PeakRssGB():F2} GB");
         }

@@ -63,6 +63,14 @@ public static class Program
         Console.WriteLine($"| {what} | {median:F3} s | min {sorted[0]:F3} s | peak RSS {PeakRssGB():F2} GB |");
     }
 
+    /// <summary>The process's resident memory now (VmRSS), GiB.</summary>
+    public static double RssGB()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmRSS:")) return long.Parse(line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries)[1]) / 1048576.0;
+        return double.NaN;
+    }
+
     public static double PeakRssGB()
     {
         try

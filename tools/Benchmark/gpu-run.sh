@@ -3,7 +3,7 @@
 # inside the repository (the benchmark finds the fixtures from there), points TorchSharp's bridge at the wheel's
 # libtorch, and runs cuda-check, offload-sd14, then train-sd14 per recipe (the 8GB recipe first: its gradient offload is
 # the newest thing to measure), each stage under a time limit so the whole run ends
-# within BUDGET seconds. RECIPES, NOPRIOR_RECIPES, DETERMINISTIC_RECIPES (with --deterministic) and CHECKS choose what
+# within BUDGET seconds. RECIPES, NOPRIOR_RECIPES, SELECTIVE_RECIPES (memory profiles with selective checkpointing), DETERMINISTIC_RECIPES (with --deterministic) and CHECKS choose what
 # runs; AB_ROUNDS=N adds checkpoint-ab-sd14 on the GPU; GENERATE=0 leaves text-to-image out, OFFLOAD=0 offload-sd14. Logs go to $OUT (default ./gpu-out). The eighth pass in docs/benchmarks.md ran this.
 set -u
 OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
@@ -23,6 +23,9 @@ stage 150 cuda-check.txt ./DreamBooth.Benchmark cuda-check cuda /tmp/cc ${CHECKS
 [ "${OFFLOAD:-1}" = 1 ] && stage 120 offload-sd14.txt ./DreamBooth.Benchmark offload-sd14 /tmp/sd14 --device cuda
 for r in ${RECIPES:-8GB 12GB fp32 checkpointing 8bit bf16 fp16 16GB}; do
   stage 60 train-sd14.txt ./DreamBooth.Benchmark train-sd14 $r 6 /tmp/sd14 --device cuda
+done
+for r in ${SELECTIVE_RECIPES:-}; do
+  stage 60 train-sd14-selective.txt ./DreamBooth.Benchmark train-sd14 $r 6 /tmp/sd14 --device cuda --selective
 done
 for r in ${DETERMINISTIC_RECIPES:-}; do
   stage 60 train-sd14-deterministic.txt ./DreamBooth.Benchmark train-sd14 $r 6 /tmp/sd14 --device cuda --deterministic

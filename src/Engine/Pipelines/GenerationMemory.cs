@@ -10,9 +10,8 @@ namespace DreamBooth.Engine.Pipelines;
 /// The peak is the VAE decoder's (and the UNet's) work at full resolution and grows with the pixels of the images
 /// decoded together. Measured on the SD-1.4 shape (docs/benchmarks.md, `generate-memory-sd14`): fp32, 0.39 GB +
 /// 6.5 GB per megapixel of each batch, about 6.8 tensors of the decoder's widest full-resolution layer (256 channels
-/// there) per pixel; image to image the same. The floor takes 6 such tensors and no constant, so it stays under
-/// every measured peak. Only fp32 is checked: in bf16 the same 1024² image added 1.38 GB, not half of fp32's 7.19 GB,
-/// so a floor scaled from fp32 would refuse generations that fit.
+/// there) per pixel; image to image the same; bf16 0.44 GB + 3.3 GB per megapixel, half as much per pixel. The floor
+/// takes 6 such tensors in the pipeline's precision and no constant, so it stays under every measured peak.
 /// </summary>
 public static class GenerationMemory
 {
@@ -30,13 +29,14 @@ public static class GenerationMemory
     /// <summary>Throws <see cref="HostMemoryShortfallException"/> when a CPU generation of this size cannot fit in <paramref name="availableBytes"/>.</summary>
     public static void EnsureFits(AutoencoderKLConfig vae, Device device, ScalarType dtype, int width, int height, int batch, long? availableBytes)
     {
-        if (device.type != DeviceType.CPU || dtype != ScalarType.Float32 || availableBytes is not long available) return;
-        long need = FloorBytes(vae, width, height, batch, 4);
+        if (device.type != DeviceType.CPU || availableBytes is not long available) return;
+        int bytes = dtype is ScalarType.Float16 or ScalarType.BFloat16 ? 2 : 4;
+        long need = FloorBytes(vae, width, height, batch, bytes);
         if (need <= available) return;
         var fixes = new List<string>();
-        if (batch > 1) fixes.Add($"-BatchSize 1 ({HostMemory.Gigabytes(FloorBytes(vae, width, height, 1, 4))})");
+        if (batch > 1) fixes.Add($"-BatchSize 1 ({HostMemory.Gigabytes(FloorBytes(vae, width, height, 1, bytes))})");
         fixes.Add("a smaller -Width and -Height (the memory grows with the pixels)");
-        fixes.Add("-Precision bf16 (1.4 GB instead of 7.2 GB for a 1024×1024 SD-1.x image)");
+        if (bytes == 4) fixes.Add("-Precision bf16 (about half the memory; fast on CPUs with AVX-512)");
         fixes.Add("a GPU");
         throw new HostMemoryShortfallException(
             $"Generating {batch} image(s) of {width}×{height} at once on the CPU needs at least {HostMemory.Gigabytes(need)} of host memory beyond the loaded model, " +

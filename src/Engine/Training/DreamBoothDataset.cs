@@ -161,6 +161,13 @@ public sealed class DreamBoothDataset
     /// <summary>The bucket item <paramref name="index"/>'s instance image trains at.</summary>
     (int Width, int Height) ItemBucket(int index) => Measure(InstanceImages[index % InstanceImages.Count]).Crop;
 
+    /// <summary>
+    /// Whether every image has one view only: no random flip, and a center crop or nothing to crop (the image resized
+    /// to the resolution, or to its bucket, is the crop). Then each image's latent distribution never changes.
+    /// </summary>
+    public bool HasFixedViews() => !RandomFlip && (CenterCrop || InstanceImages.Concat(ClassImages).Distinct()
+        .All(path => Measure(path) is var sizes && sizes.Resized == sizes.Crop));
+
     /// <summary>The bucket (width, height) each instance and class image trains at, in file order.</summary>
     public IEnumerable<(int Width, int Height)> BucketsOfImages() =>
         InstanceImages.Concat(ClassImages).Select(path => Measure(path).Crop);

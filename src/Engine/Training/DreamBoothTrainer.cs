@@ -30,7 +30,8 @@ public sealed class DreamBoothTrainer : IDisposable
     ClipTokenizer _tokenizer = null!;
     ClipTextModel _textEncoder = null!;
     UNet2DConditionModel _unet = null!;
-    AutoencoderKL _vae = null!;
+    AutoencoderKL _vae = null!;   // null once every latent distribution is cached and nothing decodes (ReleaseVae)
+    double _latentScale;
     DDPMScheduler _noiseScheduler = null!;
     ConfigJson _schedulerConfig = null!;
     AdamW _optimizer = null!;
@@ -206,6 +207,7 @@ public sealed class DreamBoothTrainer : IDisposable
         if (_o.MixedPrecision == "fp16") _scaler = new DynamicLossScaler();
         if (_o.CacheLatents) CacheLatents(total);
         else _latentCache = new LatentCache(_vae, _frozenDType, _device);
+        if (_o.CacheLatents || (!_events.EncodeViewsAsTheyCome && _dataset.HasFixedViews() && EncodeFixedViews(total))) ReleaseVae();
         if (!_o.TrainTextEncoder) PrecomputePromptEmbeddings();
 
         if (resume is { } r)
@@ -426,7 +428,7 @@ public sealed class DreamBoothTrainer : IDisposable
         Tensor latents;
         using (torch.no_grad())
         using (var dist = _latentCache.Batch(views, _dataset.Load))
-            latents = (dist.Sample(generator) * _vae.ScalingFactor).to(ScalarType.Float32);
+            latents = (dist.Sample(generator) * _latentScale).to(ScalarType.Float32);
         var noise = torch.randn(latents.shape, dtype: ScalarType.Float32, generator: generator).to(_device);
         if (_o.EffectiveNoiseOffset > 0)
         {
@@ -519,6 +521,7 @@ public sealed class DreamBoothTrainer : IDisposable
         _textEncoder = ClipTextModel.FromPretrained(teDir,
             !_o.TrainTextEncoder ? _frozenDType : _o.LoRA ? FrozenUnderGradDType : ScalarType.Float32, _device);
         _vae = AutoencoderKL.FromPretrained(layout.ComponentDirectory("vae"), _frozenDType, _device);
+        _latentScale = _vae.ScalingFactor;
         _schedulerConfig = SchedulerConfig.LoadJson(Path.Combine(layout.ComponentDirectory("scheduler"), "scheduler_config.json"));
         _noiseScheduler = (DDPMScheduler)SchedulerFactory.Create("DDPMScheduler", _schedulerConfig);
         foreach (var p in _vae.parameters()) p.requires_grad = false;
@@ -575,6 +578,33 @@ public sealed class DreamBoothTrainer : IDisposable
         _events.Log?.Invoke("Caching latents: each image is encoded once (center crop, no random flip), the VAE is not run per step.");
         _latentCache = LatentCache.Build(_dataset, _vae, _frozenDType, _device,
             (i, n) => Report("caching", i, n, 0, null, null, 0, total.Elapsed, $"Encoding image {i}/{n}"));
+    }
+
+    /// <summary>
+    /// Every image has one view (no random flip; a center crop, or nothing to crop): its latent distribution is the
+    /// same every time, so encode them all now, as -CacheLatents does, rather than in the first epoch. The run is the
+    /// same bit for bit (the distributions are what the first epoch would have cached; each step still draws its own
+    /// sample); what changes is that the VAE can be freed before the first step. False where the views outgrow the cache.
+    /// </summary>
+    bool EncodeFixedViews(Stopwatch total)
+    {
+        _events.Log?.Invoke("Every image has one view (no random flip or crop): encoding each once before training.");
+        return _latentCache.EncodeAll(_dataset,
+            (i, n) => Report("caching", i, n, 0, null, null, 0, total.Elapsed, $"Encoding image {i}/{n}"));
+    }
+
+    /// <summary>
+    /// With every latent distribution cached, the VAE (~0.3 GB for SD's) is freed unless validation images still
+    /// decode with it, as the frozen text encoder is (<see cref="PrecomputePromptEmbeddings"/>). The final pipeline copies
+    /// the VAE's files, so nothing else needs it.
+    /// </summary>
+    void ReleaseVae()
+    {
+        if (_o.HasValidation) return;
+        _latentCache.ReleaseVae();
+        _vae.Dispose();
+        _vae = null!;
+        _events.Log?.Invoke("Latent distributions cached; the VAE was freed.");
     }
 
     /// <summary>

@@ -20,7 +20,7 @@ public sealed class LatentCache : IDisposable
     public const long DefaultBudgetBytes = 256L << 20;
 
     readonly Dictionary<ImageView, Tensor> _moments = new();
-    readonly AutoencoderKL _vae;
+    AutoencoderKL? _vae;
     readonly ScalarType _dtype;
     readonly Device _device;
     readonly long _budgetBytes;
@@ -43,16 +43,36 @@ public sealed class LatentCache : IDisposable
         if (!dataset.CenterCrop || dataset.RandomFlip)
             throw new ArgumentException("Latents can only be cached with a center crop and no random flip (each image is encoded once).");
         var cache = new LatentCache(vae, dtype, device, long.MaxValue);
-        var noRandomness = new Pcg32(0);   // center crop and no flip draw nothing
-        for (int i = 0; i < dataset.Length; i++)
-        {
-            var (instance, cls) = dataset.Plan(i, noRandomness);
-            cache.Moments(instance, dataset.Load).Dispose();
-            if (cls is { } c) cache.Moments(c, dataset.Load).Dispose();
-            progress?.Invoke(i + 1, dataset.Length);
-        }
+        cache.EncodeAll(dataset, progress);
         return cache;
     }
+
+    /// <summary>
+    /// Encodes every item's views now, for a dataset whose views never change (<see cref="DreamBoothDataset.HasFixedViews"/>),
+    /// and tells whether all of them are held (false where the budget ran out), so that the VAE may be released.
+    /// </summary>
+    public bool EncodeAll(DreamBoothDataset dataset, Action<int, int>? progress = null)
+    {
+        var fixedViews = new Pcg32(0);   // a fixed view draws nothing that matters; the run's generator is not touched
+        bool all = true;
+        for (int i = 0; i < dataset.Length; i++)
+        {
+            var (instance, cls) = dataset.Plan(i, fixedViews);
+            foreach (var view in cls is { } c ? new[] { instance, c } : new[] { instance })
+            {
+                Moments(view, dataset.Load).Dispose();
+                all &= _moments.ContainsKey(view);
+            }
+            progress?.Invoke(i + 1, dataset.Length);
+        }
+        return all;
+    }
+
+    /// <summary>
+    /// Drops the cache's hold on the VAE once every view is held (<see cref="EncodeAll"/>): the caller may free it. A view
+    /// asked for after that is a bug and throws rather than encoding with a freed model.
+    /// </summary>
+    public void ReleaseVae() => _vae = null;
 
     /// <summary>The latent distribution of a batch of views, in order (the trainer passes instance views, then class views). Caller disposes.</summary>
     public DiagonalGaussianDistribution Batch(IReadOnlyList<ImageView> views, Func<ImageView, Tensor> loadPixels)
@@ -67,12 +87,13 @@ public sealed class LatentCache : IDisposable
     Tensor Moments(ImageView view, Func<ImageView, Tensor> loadPixels)
     {
         if (_moments.TryGetValue(view, out var stored)) return stored.alias();
+        var vae = _vae ?? throw new InvalidOperationException($"The latent cache has no VAE any more and holds no distribution for '{view.Path}'.");
         Tensor moments;
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
         {
             using var pixels = loadPixels(view);
-            using var dist = _vae.Encode(pixels.unsqueeze(0).to(_dtype, _device));
+            using var dist = vae.Encode(pixels.unsqueeze(0).to(_dtype, _device));
             moments = scope.MoveToOuter(torch.cat(new[] { dist.Mean, dist.LogVar }, 1));
         }
         Encodes++;

@@ -39,6 +39,8 @@ public sealed class TrainingEvents
     internal Action<IReadOnlyList<string>>? BatchPrompts { get; init; }
     /// <summary>Test hook: -OffloadOptimizerState also moves gradients on the CPU (a copy there), so that path runs without a GPU.</summary>
     internal bool OffloadGradientsOnCpu { get; init; }
+    /// <summary>Test hook: fixed views are encoded as the first epoch meets them and the VAE is kept (the path before they were encoded up front).</summary>
+    internal bool EncodeViewsAsTheyCome { get; init; }
     /// <summary>Test hook: the run's gradient offload, when it has one, after training (for its peak figures).</summary>
     internal Action<GradientOffload>? GradientOffloadDone { get; init; }
 }

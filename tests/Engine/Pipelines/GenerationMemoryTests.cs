@@ -21,6 +21,13 @@ public class GenerationMemoryTests : IClassFixture<PipelineParityTests.TinyPipel
             double floor = GenerationMemory.FloorBytes(Sd14Vae, w, h, batch, 4) / 1073741824.0;
             Assert.InRange(floor, 0.7 * peak, peak);   // under the peak, and not so far under that it checks nothing
         }
+        // bf16 (seventeenth pass, after the load stopped holding a converted fp32 copy): 0.44 GB + 3.3 GB per megapixel,
+        // so the constant weighs more at small sizes.
+        foreach (var (w, h, peak) in new[] { (512, 512, 1.33), (1024, 1024, 4.20), (2048, 1024, 7.58) })
+        {
+            double floor = GenerationMemory.FloorBytes(Sd14Vae, w, h, 1, 2) / 1073741824.0;
+            Assert.InRange(floor, 0.55 * peak, peak);
+        }
         Assert.Equal(4 * GenerationMemory.FloorBytes(Sd14Vae, 512, 512, 1, 4), GenerationMemory.FloorBytes(Sd14Vae, 1024, 1024, 1, 4));
         Assert.Equal(2 * GenerationMemory.FloorBytes(Sd14Vae, 512, 512, 1, 2), GenerationMemory.FloorBytes(Sd14Vae, 512, 512, 1, 4));
     }
@@ -32,11 +39,16 @@ public class GenerationMemoryTests : IClassFixture<PipelineParityTests.TinyPipel
         GenerationMemory.EnsureFits(Sd14Vae, CPU, ScalarType.Float32, 1024, 1024, 2, need);
         GenerationMemory.EnsureFits(Sd14Vae, CPU, ScalarType.Float32, 1024, 1024, 2, null);             // the OS does not say
         GenerationMemory.EnsureFits(Sd14Vae, new Device("cuda"), ScalarType.Float16, 1024, 1024, 2, 1); // the card's own allocator reports
-        GenerationMemory.EnsureFits(Sd14Vae, CPU, ScalarType.BFloat16, 1024, 1024, 2, 1);               // measured for fp32 only
         var e = Assert.Throws<HostMemoryShortfallException>(() => GenerationMemory.EnsureFits(Sd14Vae, CPU, ScalarType.Float32, 1024, 1024, 2, need - 1));
         Assert.Equal(need, e.NeededBytes);
         Assert.Contains("-BatchSize 1", e.Message);
         Assert.Contains("smaller -Width and -Height", e.Message);
+        Assert.Contains("-Precision bf16", e.Message);
+        // bf16 and fp16 need half of fp32's floor: what fits there passes, less is refused (without suggesting bf16).
+        GenerationMemory.EnsureFits(Sd14Vae, CPU, ScalarType.BFloat16, 1024, 1024, 2, need / 2);
+        var half = Assert.Throws<HostMemoryShortfallException>(() => GenerationMemory.EnsureFits(Sd14Vae, CPU, ScalarType.Float16, 1024, 1024, 2, need / 2 - 1));
+        Assert.Equal(need / 2, half.NeededBytes);
+        Assert.DoesNotContain("-Precision bf16", half.Message);
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public sealed class RecipeTests : IDisposable
 
     /// <summary>Runs the trainer; returns each step's gradients (cloned, by parameter order) and the warnings.</summary>
     static (List<Tensor[]> Grads, List<string> Warnings) Train(DreamBoothOptions o, Action<int, IReadOnlyList<Tensor?>>? inject = null,
-        List<string>? log = null, bool offloadGradientsOnCpu = false, Action<GradientOffload>? offloadDone = null)
+        List<string>? log = null, bool offloadGradientsOnCpu = false, Action<GradientOffload>? offloadDone = null, bool encodeViewsAsTheyCome = false)
     {
         var grads = new List<Tensor[]>();
         var warnings = new List<string>();
@@ -56,6 +56,7 @@ public sealed class RecipeTests : IDisposable
                 inject?.Invoke(step, gs);
             },
             OffloadGradientsOnCpu = offloadGradientsOnCpu,
+            EncodeViewsAsTheyCome = encodeViewsAsTheyCome,
             GradientOffloadDone = offloadDone,
         };
         DreamBoothTrainer.Train(o, events, CancellationToken.None);
@@ -489,6 +490,27 @@ public sealed class RecipeTests : IDisposable
         Assert.Equal(2, cached.Count);
         // Both paths encode each image alone (LatentCache), so they compute the same thing.
         for (int s = 0; s < 2; s++) Assert.True(MaxRelative(uncached[s], cached[s]) == 0, $"step {s}: relative error {MaxRelative(uncached[s], cached[s]):E2}");
+    }
+
+    [Fact]
+    public void FixedViews_AreEncodedBeforeTraining_AndTheVaeFreed_WithTheSameRun()
+    {
+        var log = new List<string>();
+        var (upFront, _) = Train(Options("up-front", 3), log: log);
+        var (asTheyCome, _) = Train(Options("as-they-come", 3), encodeViewsAsTheyCome: true);
+        Assert.Contains(log, l => l.Contains("the VAE was freed"));
+        Assert.Equal(3, upFront.Count);
+        for (int s = 0; s < 3; s++) Assert.True(MaxRelative(asTheyCome[s], upFront[s]) == 0, $"step {s}: relative error {MaxRelative(asTheyCome[s], upFront[s]):E2}");
+
+        // A random flip gives each image two views: they are encoded as they come and the VAE stays.
+        var flipLog = new List<string>();
+        Train(Options("flip", 1) with { RandomFlip = true }, log: flipLog);
+        Assert.DoesNotContain(flipLog, l => l.Contains("VAE was freed") || l.Contains("encoding each once"));
+        // Validation images decode with the VAE: the views are encoded up front, the VAE kept.
+        var validationLog = new List<string>();
+        Train(Options("validation", 1) with { ValidationPrompts = new[] { "a photo of sks dog" }, ValidationSteps = 1, ValidationInferenceSteps = 2 }, log: validationLog);
+        Assert.Contains(validationLog, l => l.Contains("encoding each once"));
+        Assert.DoesNotContain(validationLog, l => l.Contains("VAE was freed"));
     }
 
     [Fact]
