@@ -44,6 +44,7 @@ public sealed class LoRALayer : nn.Module<Tensor, Tensor>
     public void ResetParameters(Generator? generator)
     {
         using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();   // the draw's temporaries
         double bound = 1.0 / Math.Sqrt(Down.shape[1]);
         using var u = torch.rand(Down.shape, dtype: ScalarType.Float32, generator: generator);
         Down.copy_(u * (2 * bound) - bound);
