@@ -99,7 +99,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         using var fromImage = options.InitImage is null ? null : ImageConditioning.Load(this, options);
 
         var results = new List<GeneratedImage>();
-        var scheduler = CreateScheduler(options.Scheduler);
+        using var scheduler = CreateScheduler(options.Scheduler);
         for (int start = 0; start < jobs.Count; start += options.BatchSize)
         {
             cancellation.ThrowIfCancellationRequested();

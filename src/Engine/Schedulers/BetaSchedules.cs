@@ -17,7 +17,7 @@ public static class BetaSchedules
         {
             "linear" => linspace(config.BetaStart, config.BetaEnd, n, dtype: ScalarType.Float32),
             // latent diffusion's schedule: linear in sqrt(beta)
-            "scaled_linear" => linspace(Math.Sqrt(config.BetaStart), Math.Sqrt(config.BetaEnd), n, dtype: ScalarType.Float32).pow(2),
+            "scaled_linear" => ScaledLinear(config.BetaStart, config.BetaEnd, n),
             "squaredcos_cap_v2" => BetasForAlphaBar(n),
             _ => throw config.Unsupported("beta_schedule", "use linear, scaled_linear or squaredcos_cap_v2"),
         };
@@ -28,6 +28,12 @@ public static class BetaSchedules
             betas = rescaled;
         }
         return betas;
+    }
+
+    static Tensor ScaledLinear(double start, double end, int n)
+    {
+        using var sqrtBetas = linspace(Math.Sqrt(start), Math.Sqrt(end), n, dtype: ScalarType.Float32);
+        return sqrtBetas.pow(2);
     }
 
     /// <summary>Glide's cosine schedule: beta_i = min(1 - abar((i+1)/n)/abar(i/n), max_beta), in float64 then float32.</summary>

@@ -39,6 +39,7 @@ public abstract class SchedulerBase : IDisposable
         if (config.Thresholding) throw config.Unsupported("thresholding", "dynamic thresholding is for pixel-space models (Imagen/DeepFloyd), not Stable Diffusion latents");
         var p = config.PredictionType;
         if (p is not ("epsilon" or "v_prediction" or "sample")) throw config.Unsupported("prediction_type", "use epsilon, v_prediction or sample");
+        using var scope = NewDisposeScope();   // the schedule's temporaries; what is kept is detached from it
         Betas = BetaSchedules.Create(config).DetachFromDisposeScope();
         Alphas = (1.0 - Betas).DetachFromDisposeScope();
         AlphasCumprod = Alphas.cumprod(0).DetachFromDisposeScope();

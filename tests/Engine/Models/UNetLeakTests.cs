@@ -42,4 +42,31 @@ public sealed class UNetLeakTests
         LiveAfterLoad(ScalarType.BFloat16);   // warm-up
         Assert.Equal(LiveAfterLoad(ScalarType.Float32), LiveAfterLoad(ScalarType.BFloat16));
     }
+
+    /// <summary>
+    /// A whole generation (text to image, image to image, inpainting; each scheduler kind) leaves no tensor but the
+    /// returned pixels: a long batch must not hold native memory until a GC.
+    /// </summary>
+    [Theory]
+    [InlineData("PNDMScheduler", false, false)]
+    [InlineData("EulerAncestralDiscreteScheduler", false, false)]
+    [InlineData("DPMSolverMultistepScheduler", true, false)]
+    [InlineData("DDIMScheduler", true, true)]
+    public void Generate_LeavesOnlyTheImages(string scheduler, bool init, bool mask)
+    {
+        using var pipe = DreamBooth.Engine.Pipelines.StableDiffusionPipeline.FromPretrained(Fixtures.TinySd, ScalarType.Float32, torch.CPU);
+        var options = new DreamBooth.Engine.Pipelines.TextToImageOptions
+        {
+            Prompts = new[] { "a photo of sks dog" }, Steps = 3, Seed = 0, Scheduler = scheduler, ImagesPerPrompt = 2, BatchSize = 2,
+            Width = init ? null : 64, Height = init ? null : 64,
+            InitImage = init ? Path.Combine(Fixtures.Root, "img2img", "init.png") : null, Strength = init ? 0.7 : null,
+            MaskImage = mask ? Path.Combine(Fixtures.Root, "img2img", "inpaint", "mask.png") : null,
+        };
+        foreach (var image in pipe.Generate(options)) image.Pixels.Dispose();   // warm-up
+        GC.Collect(); GC.WaitForPendingFinalizers();
+        long before = Tensor.TotalCount;
+        var images = pipe.Generate(options);
+        Assert.Equal(before + images.Count, Tensor.TotalCount);
+        foreach (var image in images) image.Pixels.Dispose();
+    }
 }
