@@ -267,6 +267,7 @@ public sealed class AdamW : IDisposable
         using var noGrad = torch.no_grad();
         foreach (var (_, p) in _params)
         {
+            using var scope = torch.NewDisposeScope();   // the handles p.grad and zero_ return (one each, per parameter and step)
             using var g = p.grad;
             if (g is null) continue;
             if (setToNone) p.grad = null;

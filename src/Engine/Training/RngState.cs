@@ -43,7 +43,7 @@ public static class RngState
 
     static byte[] ToBytes(Tensor state)
     {
-        using var cpu = state.cpu().contiguous();
-        return cpu.bytes.ToArray();
+        using var scope = torch.NewDisposeScope();   // cpu() and contiguous() may each return a new handle; one per step leaked
+        return state.cpu().contiguous().bytes.ToArray();
     }
 }
