@@ -91,6 +91,10 @@ public sealed class UNetLeakTests
     [InlineData("none")]
     [InlineData("fp16")]
     [InlineData("prior")]
+    [InlineData("lora")]
+    [InlineData("text-encoder")]
+    [InlineData("offload")]
+    [InlineData("8GB")]
     public void TrainingSteps_LeaveNoTensorBehind(string recipe)
     {
         var root = Path.Combine(Path.GetTempPath(), "dreambooth-leak-" + Guid.NewGuid().ToString("N"));
@@ -110,6 +114,10 @@ public sealed class UNetLeakTests
                 "checkpointing" => o with { GradientCheckpointing = true },
                 "none" => o with { SetGradsToNone = true },
                 "fp16" => o with { MixedPrecision = "fp16" },
+                "lora" => o with { LoRA = true, LearningRate = 1e-3 },
+                "text-encoder" => o with { TrainTextEncoder = true },
+                "offload" => o with { OffloadOptimizerState = true },
+                "8GB" => DreamBooth.Engine.Training.MemoryProfiles.Apply(o, "8GB").Options,
                 "prior" => o with { WithPriorPreservation = true, ClassDataDirectory = ClassImages(Path.Combine(root, "class")), ClassPrompt = "a photo of toy", NumClassImages = 2 },
                 _ => o,
             };
