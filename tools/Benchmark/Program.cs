@@ -64,22 +64,20 @@ public static class Program
     }
 
     /// <summary>The process's resident memory now (VmRSS), GiB.</summary>
-    public static double RssGB()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmRSS:")) return long.Parse(line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries)[1]) / 1048576.0;
-        return double.NaN;
-    }
+    public static double RssGB() => StatusGB("VmRSS:") ?? double.NaN;
 
-    public static double PeakRssGB()
+    public static double PeakRssGB() => StatusGB("VmHWM:") ?? Process.GetCurrentProcess().PeakWorkingSet64 / 1073741824.0;
+
+    /// <summary>A kB field of /proc/self/status in GiB; null where there is none (not Linux).</summary>
+    static double? StatusGB(string field)
     {
         try
         {
             foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:")) return long.Parse(line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries)[1]) / 1048576.0;
+                if (line.StartsWith(field)) return long.Parse(line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries)[1]) / 1048576.0;
         }
         catch { }
-        return Process.GetCurrentProcess().PeakWorkingSet64 / 1073741824.0;
+        return null;
     }
 
     /// <summary>(user s, system s, minor faults) of this process so far, from /proc/self/stat; faults −1 where unavailable.</summary>

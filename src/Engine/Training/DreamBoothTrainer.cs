@@ -576,8 +576,7 @@ public sealed class DreamBoothTrainer : IDisposable
     void CacheLatents(Stopwatch total)
     {
         _events.Log?.Invoke("Caching latents: each image is encoded once (center crop, no random flip), the VAE is not run per step.");
-        _latentCache = LatentCache.Build(_dataset, _vae, _frozenDType, _device,
-            (i, n) => Report("caching", i, n, 0, null, null, 0, total.Elapsed, $"Encoding image {i}/{n}"));
+        _latentCache = LatentCache.Build(_dataset, _vae, _frozenDType, _device, CachingProgress(total));
     }
 
     /// <summary>
@@ -589,9 +588,11 @@ public sealed class DreamBoothTrainer : IDisposable
     bool EncodeFixedViews(Stopwatch total)
     {
         _events.Log?.Invoke("Every image has one view (no random flip or crop): encoding each once before training.");
-        return _latentCache.EncodeAll(_dataset,
-            (i, n) => Report("caching", i, n, 0, null, null, 0, total.Elapsed, $"Encoding image {i}/{n}"));
+        return _latentCache.EncodeAll(_dataset, CachingProgress(total));
     }
+
+    Action<int, int> CachingProgress(Stopwatch total) =>
+        (i, n) => Report("caching", i, n, 0, null, null, 0, total.Elapsed, $"Encoding image {i}/{n}");
 
     /// <summary>
     /// With every latent distribution cached, the VAE (~0.3 GB for SD's) is freed unless validation images still

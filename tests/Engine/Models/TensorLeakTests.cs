@@ -3,11 +3,11 @@ using DreamBooth.Engine.Models.Unets;
 namespace DreamBooth.Engine.Tests.Models;
 
 /// <summary>Tensor.TotalCount is process-wide, so this runs with no other test in parallel.</summary>
-[CollectionDefinition(nameof(UNetLeakTests), DisableParallelization = true)]
-public sealed class UNetLeakCollection { }
+[CollectionDefinition(nameof(TensorLeakTests), DisableParallelization = true)]
+public sealed class TensorLeakCollection { }
 
-[Collection(nameof(UNetLeakTests))]
-public sealed class UNetLeakTests
+[Collection(nameof(TensorLeakTests))]
+public sealed class TensorLeakTests
 {
     [Fact]
     public void Forward_DoesNotLeakTensors()
