@@ -55,6 +55,6 @@ catch {
 # (not $model: that is -Model, a [string] parameter, and PowerShell names are case-insensitive)
 $trained = $run | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
 $trained | Format-List Path, Steps, FinalLoss, PeakDeviceMemoryGB, @{ n = 'Memory switches'; e = {
-    ($_.Settings.GetEnumerator() | Where-Object { $_.Key -in 'GradientCheckpointing', 'Use8BitAdam', 'SetGradsToNone', 'OffloadOptimizerState', 'MixedPrecision' } |
+    ($_.Settings.GetEnumerator() | Where-Object { $_.Key -in 'GradientCheckpointing', 'GradientCheckpointingMode', 'Use8BitAdam', 'SetGradsToNone', 'OffloadOptimizerState', 'MixedPrecision' } |
         Sort-Object Key | ForEach-Object { "$($_.Key)=$($_.Value)" }) -join ', ' } } | Out-Host
 $trained

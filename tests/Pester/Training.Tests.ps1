@@ -83,12 +83,16 @@ Describe 'Start-DreamBoothTraining' {
             @(Get-ChildItem $out -Directory -Filter 'checkpoint-*').Name | Should -Be @('checkpoint-6')
         }
         It 'Resume-DreamBoothTraining can turn on memory switches, which the run then records' {
-            $more = Resume-DreamBoothTraining -Path $out -MaxTrainSteps 7 -GradientCheckpointing -SetGradsToNone -Confirm:$false -Verbose 4>&1
-            @($more | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message |
-                Should -Contain 'Resuming with -GradientCheckpointing (memory; what is learned stays the same).'
+            $more = Resume-DreamBoothTraining -Path $out -MaxTrainSteps 7 -GradientCheckpointing -GradientCheckpointingMode Blocks -SetGradsToNone -Confirm:$false -Verbose 4>&1
+            $verbose = @($more | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message
+            $verbose | Should -Contain 'Resuming with -GradientCheckpointing (memory; what is learned stays the same).'
+            $verbose | Should -Contain 'Resuming with -GradientCheckpointingMode blocks (memory; what is learned stays the same).'
+            $verbose | Should -Contain 'Gradient checkpointing recomputes whole UNet resnets and transformer blocks in backward.'
             $model = $more | Where-Object { $_ -is [DreamBooth.DreamBoothModel] }
             $model.Steps | Should -Be 7
             $model.Settings.GradientCheckpointing | Should -BeTrue
+            $model.Settings.GradientCheckpointingMode | Should -Be 'blocks'
+            $model.Settings.ContainsKey('LegacySelectiveCheckpointing') | Should -BeFalse
             $model.Settings.SetGradsToNone | Should -BeTrue
             $model.Settings.OffloadOptimizerState | Should -BeFalse
         }
@@ -263,6 +267,16 @@ Describe 'Start-DreamBoothTraining' {
             $ro = New-Item -ItemType Directory (Join-Path $work 'ro'); chmod 555 $ro
             $e = { Start-DreamBoothTraining @base -OutputDirectory (Join-Path $ro 'x') } | Should -Throw -PassThru
             $e.CategoryInfo.Category | Should -Be 'PermissionDenied'
+        }
+        It '-SelectiveCheckpointing with another -GradientCheckpointingMode' {
+            $e = { Start-DreamBoothTraining @base -SelectiveCheckpointing -GradientCheckpointingMode Blocks -OutputDirectory (Join-Path $work 'o5') } | Should -Throw -PassThru
+            $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $e.FullyQualifiedErrorId | Should -Match '^ConflictingCheckpointingMode'
+            Test-Path (Join-Path $work 'o5') | Should -BeFalse
+        }
+        It '-GradientCheckpointingMode alone warns that it does nothing' {
+            $null = Start-DreamBoothTraining @base -GradientCheckpointingMode Blocks -OutputDirectory (Join-Path $work 'o6') -WhatIf -WarningVariable warned 3>$null
+            $warned | Should -Match 'no effect without -GradientCheckpointing'
         }
         It '-MemoryProfile Auto turns nothing on for the CPU, and says so' {
             $null = Start-DreamBoothTraining @base -OutputDirectory (Join-Path $work 'auto') -MemoryProfile Auto -Device cpu -WhatIf -InformationVariable info

@@ -16,7 +16,7 @@ namespace DreamBooth.Benchmark;
 /// </summary>
 public static class Benchmarks
 {
-    public static readonly string[] Recipes = { "fp32", "checkpointing", "selective", "8bit", "16GB", "12GB", "8GB", "bf16", "fp16" };
+    public static readonly string[] Recipes = { "fp32", "checkpointing", "blocks", "selective", "8bit", "16GB", "12GB", "8GB", "bf16", "fp16" };
 
     public static int Run(string name, string repo, string[] args)
     {
@@ -25,8 +25,8 @@ public static class Benchmarks
         if (name != "train-sd14") { Console.Error.WriteLine($"unknown benchmark '{name}'"); return 2; }
         // --no-prior: batch 1 without prior preservation, the configuration of the diffusers anchor (UNet batch 1).
         bool prior = !args.Contains("--no-prior");
-        // --selective: a memory profile with selective instead of whole-block checkpointing (to measure the trade).
-        bool selective = args.Contains("--selective");
+        // --selective / --blocks: a memory profile with that checkpointing mode instead of auto (to measure the trade).
+        string? mode = args.Contains("--selective") ? "selective" : args.Contains("--blocks") ? "blocks" : null;
         // --tf32: -AllowTf32 (fp32 matrix products in TF32 on CUDA).
         bool tf32 = args.Contains("--tf32");
         // --deterministic: -Deterministic (libtorch's deterministic algorithms; what they cost on a GPU).
@@ -41,8 +41,8 @@ public static class Benchmarks
         int steps = args.Length > 1 ? int.Parse(args[1]) : 3;
         string work = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "dreambooth-bench");
         if (recipe == "all" || recipe.Contains(','))
-            return RunEach(recipe == "all" ? IssueRecipes : recipe.Split(','), steps, work, prior, device, selective, tf32, deterministic);
-        return TrainSd14(repo, recipe, steps, work, prior, device, selective, tf32, deterministic);
+            return RunEach(recipe == "all" ? IssueRecipes : recipe.Split(','), steps, work, prior, device, mode, tf32, deterministic);
+        return TrainSd14(repo, recipe, steps, work, prior, device, mode, tf32, deterministic);
     }
 
     /// <summary>The recipes the benchmark table must cover: plain fp32 AdamW, checkpointing, 8-bit Adam, the 12 GB recipe, bf16.</summary>
@@ -55,7 +55,7 @@ public static class Benchmarks
     /// train-sd14 all|R1,R2,… : each recipe in a child process of its own (so that its peak RSS is its own), one after
     /// another, then one table of them all.
     /// </summary>
-    static int RunEach(string[] recipes, int steps, string work, bool prior, string device, bool selective, bool tf32, bool deterministic)
+    static int RunEach(string[] recipes, int steps, string work, bool prior, string device, string? mode, bool tf32, bool deterministic)
     {
         var unknown = recipes.Where(r => !Recipes.Contains(r)).ToArray();
         if (unknown.Length > 0) { Console.Error.WriteLine($"unknown recipe(s) {string.Join(", ", unknown)}; recipes: {string.Join(", ", Recipes)}"); return 2; }
@@ -67,7 +67,7 @@ public static class Benchmarks
             if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(typeof(Benchmarks).Assembly.Location);
             foreach (var a in new[] { "train-sd14", recipe, steps.ToString(), work }) start.ArgumentList.Add(a);
             if (!prior) start.ArgumentList.Add("--no-prior");
-            if (selective) start.ArgumentList.Add("--selective");
+            if (mode is not null) start.ArgumentList.Add("--" + mode);
             if (tf32) start.ArgumentList.Add("--tf32");
             if (deterministic) start.ArgumentList.Add("--deterministic");
             if (lazyEncode) start.ArgumentList.Add("--encode-as-they-come");
@@ -93,7 +93,7 @@ public static class Benchmarks
 
     sealed class StopAfterSteps : Exception { }
 
-    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, bool selective, bool tf32, bool deterministic)
+    static int TrainSd14(string repo, string recipe, int steps, string work, bool prior, string device, string? mode, bool tf32, bool deterministic)
     {
         var pipeline = EnsureRandomPipeline(repo, Path.Combine(work, "sd14-random"));
         var (instances, classes) = EnsureImages(work);
@@ -108,10 +108,11 @@ public static class Benchmarks
         o = recipe switch
         {
             "fp32" => o,
-            "checkpointing" => o with { GradientCheckpointing = true },
-            "selective" => o with { SelectiveCheckpointing = true },
+            "checkpointing" => o with { GradientCheckpointing = true },   // as shipped: auto (selective on the CPU, blocks on a GPU)
+            "blocks" => o with { GradientCheckpointing = true, GradientCheckpointingMode = "blocks" },
+            "selective" => o with { GradientCheckpointing = true, GradientCheckpointingMode = "selective" },
             "8bit" => o with { Use8BitAdam = true },
-            "16GB" or "12GB" or "8GB" => selective ? Apply(o, recipe) with { GradientCheckpointing = false, SelectiveCheckpointing = true } : Apply(o, recipe),
+            "16GB" or "12GB" or "8GB" => mode is null ? Apply(o, recipe) : Apply(o, recipe) with { GradientCheckpointingMode = mode },
             "bf16" => o with { MixedPrecision = "bf16" },
             "fp16" => o with { MixedPrecision = "fp16" },
             _ => throw new ArgumentException($"recipe must be one of {string.Join(", ", Recipes)}"),
@@ -167,7 +168,7 @@ public static class Benchmarks
             + (lazyEncode ? " (each encodes its images)" : " (images encoded before step 1)"), skip, Math.Min(epochSteps, wallSteps.Count)));
         Console.WriteLine(Row($"later epochs, steps {epochSteps + 1}-{wallSteps.Count} (latents reused)", epochSteps, wallSteps.Count));
         string devicePeak = deviceMemory.PeakBytes is long bytes ? $"{bytes / 1073741824.0:F2} GB" : deviceMemory.Source;
-        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (selective ? " --selective" : "") + (tf32 ? " --tf32" : "") + (deterministic ? " --deterministic" : ""),
+        Console.WriteLine(SummaryPrefix + string.Join('\t', recipe + (mode is null ? "" : " --" + mode) + (tf32 ? " --tf32" : "") + (deterministic ? " --deterministic" : ""),
             $"{Median(wallSteps.Skip(skip)):F2}", $"{Median(cpuSteps.Skip(skip)):F2}", $"{Program.PeakRssGB():F2}", devicePeak,
             stateLine.Replace("Optimizer state: ", ""), losses.Count > 1 ? $"{losses[1]:F4}" : "n/a"));
         Console.WriteLine($"peak RSS {Program.PeakRssGB():F2} GB; peak device memory {(deviceMemory.PeakBytes is long peak ? $"{peak / 1073741824.0:F2} GB, {deviceMemory.Source}" : deviceMemory.Source)}; device {onDevice}; optimizer state {stateLine.Replace("Optimizer state: ", "")}; threads {torch.get_num_threads()}; allocator: {DreamBooth.Engine.CpuAllocatorPolicy.Description}{(onDevice.type == DeviceType.CUDA ? "; CUDA allocator: " + DreamBooth.Engine.CudaAllocatorPolicy.Description : "")}");

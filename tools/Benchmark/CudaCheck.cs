@@ -20,8 +20,8 @@ public static class CudaCheck
     static readonly (string Name, Func<DreamBoothOptions, DreamBoothOptions> Apply)[] Recipes =
     {
         ("fp32", o => o),
-        ("checkpointing", o => o with { GradientCheckpointing = true }),
-        ("selective", o => o with { SelectiveCheckpointing = true }),
+        ("checkpointing", o => o with { GradientCheckpointing = true, GradientCheckpointingMode = "blocks" }),   // auto would differ between the devices
+        ("selective", o => o with { GradientCheckpointing = true, GradientCheckpointingMode = "selective" }),
         ("8bit", o => o with { Use8BitAdam = true }),
         ("offload", o => o with { OffloadOptimizerState = true }),
         ("cache-latents", o => o with { CacheLatents = true, CenterCrop = true, RandomFlip = false }),

@@ -13,7 +13,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        if (args.Length == 0) { Console.WriteLine("benchmarks: pipeline-tiny | load-sd14 [empty|random-init] [fp32|fp16] [workdir] | generate-sd14 [steps] [workdir] [--device D] [--dtype T] | generate-memory-sd14 W H [batch] [--init] [--dtype T] [workdir] | cuda-check [device] [workdir] [recipes] | offload-sd14 [workdir] [--device D] | checkpoint-ab-sd14 [rounds] [workdir] [--prior] [--heap-as-trainer] [--device D] | parity-fullsize DIR | train-sd14 RECIPE|all|R1,R2 [steps] [workdir] [--no-prior] [--device cpu|cuda|cuda:N] [--selective] [--tf32] [--deterministic] (recipes: fp32 checkpointing selective 8bit 16GB 12GB 8GB bf16 fp16; all = fp32 checkpointing 8bit 12GB bf16, each in its own process, one table)"); return 2; }
+        if (args.Length == 0) { Console.WriteLine("benchmarks: pipeline-tiny | load-sd14 [empty|random-init] [fp32|fp16] [workdir] | generate-sd14 [steps] [workdir] [--device D] [--dtype T] | generate-memory-sd14 W H [batch] [--init] [--dtype T] [workdir] | cuda-check [device] [workdir] [recipes] | offload-sd14 [workdir] [--device D] | checkpoint-ab-sd14 [rounds] [workdir] [--prior] [--heap-as-trainer] [--with-step] [--device D] | parity-fullsize DIR | train-sd14 RECIPE|all|R1,R2 [steps] [workdir] [--no-prior] [--device cpu|cuda|cuda:N] [--selective|--blocks] [--tf32] [--deterministic] (recipes: fp32 checkpointing blocks selective 8bit 16GB 12GB 8GB bf16 fp16; all = fp32 checkpointing 8bit 12GB bf16, each in its own process, one table)"); return 2; }
         DreamBooth.Engine.ProcessPolicies.Apply();   // as the module does on import
         torch.set_num_threads(Environment.ProcessorCount);
         var repo = FindRepo();

@@ -146,10 +146,19 @@ public sealed record DreamBoothOptions
     // Memory recipes: see MemoryProfiles (the guide's 16/12/8 GB presets), MixedPrecision, LatentCache.
     public bool GradientCheckpointing { get; init; }
     /// <summary>
-    /// Lighter checkpointing (on by itself, and in place of whole-block recomputation when both are set): only the
-    /// UNet's norm + activation pairs and its feed-forward GEGLUs are recomputed in backward (Models.GradientCheckpointing).
+    /// What <see cref="GradientCheckpointing"/> recomputes: auto (blocks on a GPU, selective on the CPU), blocks (whole
+    /// resnets and transformer blocks, as diffusers) or selective (their norm + activation pairs and GEGLUs); see
+    /// <see cref="Training.GradientCheckpointingMode"/>.
     /// </summary>
-    public bool SelectiveCheckpointing { get; init; }
+    public string GradientCheckpointingMode { get; init; } = Training.GradientCheckpointingMode.Auto;
+    /// <summary>How checkpoints written before <see cref="GradientCheckpointingMode"/> said selective checkpointing.</summary>
+    [JsonInclude, JsonPropertyName("SelectiveCheckpointing"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
+    public bool LegacySelectiveCheckpointing
+    {
+        get => false;
+        init { if (value) { GradientCheckpointing = true; GradientCheckpointingMode = Training.GradientCheckpointingMode.Selective; } }
+    }
     public bool Use8BitAdam { get; init; }
     public bool SetGradsToNone { get; init; }
     /// <summary>AdamW state and update on the CPU; on a GPU the gradients move there during backward too (<see cref="GradientOffload"/>).</summary>
@@ -266,6 +275,8 @@ public sealed record DreamBoothOptions
         foreach (var shared in concepts.Where(c => c.ClassDataDirectory is not null).GroupBy(c => c.ClassFolderKey))
             if (WithPriorPreservation && shared.Select(c => c.ClassPrompt).Distinct().Count() > 1)
                 throw new ArgumentException($"Concepts share the class folder '{shared.First().ClassDataDirectory}' with different class prompts ({string.Join(", ", shared.Select(c => $"'{c.ClassPrompt}'").Distinct())}): give each class prompt its own folder.");
+        if (!Training.GradientCheckpointingMode.Names.Contains(GradientCheckpointingMode, StringComparer.OrdinalIgnoreCase))
+            throw new ArgumentException($"-GradientCheckpointingMode must be auto, blocks or selective (got '{GradientCheckpointingMode}').");
         if (MixedPrecision is not ("no" or "fp16" or "bf16")) throw new ArgumentException($"-MixedPrecision must be no, fp16 or bf16 (got '{MixedPrecision}').");
         if (CacheLatents && (!CenterCrop || RandomFlip))
             throw new ArgumentException("-CacheLatents encodes each image once, so it needs -CenterCrop and no -RandomFlip (random crops and flips would be frozen).");

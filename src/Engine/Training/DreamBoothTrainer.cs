@@ -156,11 +156,12 @@ public sealed class DreamBoothTrainer : IDisposable
         using var tf32 = Tf32.Allow(_o.AllowTf32);
         using var deterministic = DeterministicAlgorithms.Enable(_o.Deterministic);
         torch.set_num_threads(Math.Max(1, Environment.ProcessorCount));
-        CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.SelectiveCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
+        CpuAllocatorPolicy.UseLowMemoryHeap(_o.GradientCheckpointing || _o.Use8BitAdam || _o.OffloadOptimizerState);
         if (_o.WithPriorPreservation) EnsureClassImages(cancellation);
 
         if (LowPrecisionOnCpu.Warning(_device, _frozenDType, "-MixedPrecision " + _o.MixedPrecision) is string slow) _events.Warning?.Invoke(slow);
         if (LowPrecisionOnCpu.Notice(_device, _frozenDType, "-MixedPrecision " + _o.MixedPrecision) is string emulated) _events.Log?.Invoke(emulated);
+        if (_o.GradientCheckpointing) _events.Log?.Invoke(GradientCheckpointingMode.Describe(_o.GradientCheckpointingMode, _device.type == DeviceType.CPU));
         Report("loading", 0, 0, 0, null, null, 0, total.Elapsed, "Loading models from " + _source.BaseModel);
         LoadModels(resume?.Path);
         _dataset = DreamBoothDataset.FromConcepts(_o.AllConcepts, _o.WithPriorPreservation, _o.NumClassImages, _o.Resolution, _o.CenterCrop,
@@ -528,11 +529,11 @@ public sealed class DreamBoothTrainer : IDisposable
         if (!_o.TrainTextEncoder) foreach (var p in _textEncoder.parameters()) p.requires_grad = false;
         _vae.eval();
         _textEncoder.eval();
-        if (_o.GradientCheckpointing || _o.SelectiveCheckpointing)
+        if (_o.GradientCheckpointing)
         {
             // The recompute in backward runs in the autocast state of the forward, as torch.utils.checkpoint restores it.
             _unet.GradientCheckpointing = true;
-            _unet.SelectiveCheckpointing = _o.SelectiveCheckpointing;
+            _unet.SelectiveCheckpointing = GradientCheckpointingMode.IsSelective(_o, _device.type == DeviceType.CPU);
             _unet.CheckpointRunner = GradientCheckpoint.RunInForwardAutocast;
             if (_o.TrainTextEncoder) { _textEncoder.GradientCheckpointing = true; _textEncoder.CheckpointRunner = GradientCheckpoint.RunInForwardAutocast; }
         }

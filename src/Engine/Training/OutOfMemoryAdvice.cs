@@ -21,7 +21,8 @@ public static class OutOfMemoryAdvice
 
         bool onCpu = device.StartsWith("cpu", StringComparison.OrdinalIgnoreCase);
         var resume = new List<string>();
-        if (!o.GradientCheckpointing && !o.SelectiveCheckpointing) resume.Add("-GradientCheckpointing");
+        if (!o.GradientCheckpointing) resume.Add(onCpu ? "-GradientCheckpointing -GradientCheckpointingMode Blocks" : "-GradientCheckpointing");
+        else if (GradientCheckpointingMode.IsSelective(o, onCpu)) resume.Add("-GradientCheckpointingMode Blocks");   // whole blocks keep less
         if (!o.OffloadOptimizerState && !onCpu) resume.Add("-OffloadOptimizerState");   // on the CPU it is there already
         if (!o.SetGradsToNone) resume.Add("-SetGradsToNone");
         if (checkpoint is not null && resume.Count > 0)

@@ -10,7 +10,8 @@ namespace DreamBooth.Engine.Training;
 public sealed record ResumeMemorySwitches
 {
     public bool GradientCheckpointing { get; init; }
-    public bool SelectiveCheckpointing { get; init; }
+    /// <summary>auto, blocks or selective: what checkpointing recomputes from here on (with it on). Null: the run's own.</summary>
+    public string? GradientCheckpointingMode { get; init; }
     public bool OffloadOptimizerState { get; init; }
     public bool SetGradsToNone { get; init; }
 
@@ -18,14 +19,22 @@ public sealed record ResumeMemorySwitches
     public (DreamBoothOptions Options, IReadOnlyList<string> TurnedOn) ApplyTo(DreamBoothOptions o)
     {
         var on = new List<string>();
+        bool checkpointing = o.GradientCheckpointing || GradientCheckpointing;
         if (GradientCheckpointing && !o.GradientCheckpointing) on.Add("-GradientCheckpointing");
-        if (SelectiveCheckpointing && !o.SelectiveCheckpointing) on.Add("-SelectiveCheckpointing");
+        string mode = o.GradientCheckpointingMode;
+        if (GradientCheckpointingMode is string given)
+        {
+            if (!Training.GradientCheckpointingMode.Names.Contains(given, StringComparer.OrdinalIgnoreCase))
+                throw new ArgumentException($"-GradientCheckpointingMode must be auto, blocks or selective (got '{given}').");
+            if (checkpointing && !given.Equals(mode, StringComparison.OrdinalIgnoreCase)) on.Add("-GradientCheckpointingMode " + given.ToLowerInvariant());
+            mode = given.ToLowerInvariant();
+        }
         if (OffloadOptimizerState && !o.OffloadOptimizerState) on.Add("-OffloadOptimizerState");
         if (SetGradsToNone && !o.SetGradsToNone) on.Add("-SetGradsToNone");
         return (o with
         {
-            GradientCheckpointing = o.GradientCheckpointing || GradientCheckpointing,
-            SelectiveCheckpointing = o.SelectiveCheckpointing || SelectiveCheckpointing,
+            GradientCheckpointing = checkpointing,
+            GradientCheckpointingMode = mode,
             OffloadOptimizerState = o.OffloadOptimizerState || OffloadOptimizerState,
             SetGradsToNone = o.SetGradsToNone || SetGradsToNone,
         }, on);

@@ -23,7 +23,10 @@ public sealed class ResumeDreamBoothTrainingCommand : TrainingCmdletBase
     /// <summary>From here on, recompute UNet block activations in backward (less memory; what is learned stays the same).</summary>
     [Parameter] public SwitchParameter GradientCheckpointing { get; set; }
 
-    /// <summary>From here on, recompute only the cheap parts of the UNet's blocks in backward.</summary>
+    /// <summary>From here on, what checkpointing recomputes: Auto, Blocks (the least memory) or Selective.</summary>
+    [Parameter, ValidateSet("Auto", "Blocks", "Selective")] public string? GradientCheckpointingMode { get; set; }
+
+    /// <summary>Short for -GradientCheckpointing -GradientCheckpointingMode Selective.</summary>
     [Parameter] public SwitchParameter SelectiveCheckpointing { get; set; }
 
     /// <summary>From here on, keep optimizer state (and on a GPU the gradients) in CPU memory; same weights.</summary>
@@ -36,18 +39,21 @@ public sealed class ResumeDreamBoothTrainingCommand : TrainingCmdletBase
     {
         var path = ResolvePath(Path);
         string checkpoint = "";
+        bool wasCheckpointing = false;
         try
         {
             checkpoint = CheckpointStore.FindForResume(path);
             var state = CheckpointStore.ReadState(checkpoint);
+            wasCheckpointing = state.Options.GradientCheckpointing;
             if (MaxTrainSteps is int m && m <= state.GlobalStep)
                 throw new ArgumentOutOfRangeException(nameof(MaxTrainSteps), m, $"The checkpoint is already at step {state.GlobalStep}; -MaxTrainSteps must be larger to train further.");
         }
         catch (Exception e) { ThrowEngineError(e, path, "InvalidCheckpoint"); }
+        string? checkpointingMode = CheckpointingMode(GradientCheckpointingMode, SelectiveCheckpointing, GradientCheckpointing || wasCheckpointing);
         if (!ShouldProcess(checkpoint, "Resume DreamBooth training")) return;
         var memory = new ResumeMemorySwitches
         {
-            GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing,
+            GradientCheckpointing = GradientCheckpointing || SelectiveCheckpointing, GradientCheckpointingMode = checkpointingMode?.ToLowerInvariant(),
             OffloadOptimizerState = OffloadOptimizerState, SetGradsToNone = SetGradsToNone,
         };
         RunTraining((events, token) => DreamBoothTrainer.Resume(checkpoint, MaxTrainSteps, events, token, memory));

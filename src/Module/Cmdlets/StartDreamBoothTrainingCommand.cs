@@ -119,6 +119,9 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
     [Parameter, ArgumentCompleter(typeof(DeviceNameCompleter))] public string Device { get; set; } = "auto";
     [Parameter, ValidateSet("no", "fp16", "bf16")] public string MixedPrecision { get; set; } = "no";
     [Parameter] public SwitchParameter GradientCheckpointing { get; set; }
+    /// <summary>What -GradientCheckpointing recomputes: Auto (Blocks on a GPU, Selective on the CPU), Blocks or Selective.</summary>
+    [Parameter, ValidateSet("Auto", "Blocks", "Selective")] public string? GradientCheckpointingMode { get; set; }
+    /// <summary>Short for -GradientCheckpointing -GradientCheckpointingMode Selective.</summary>
     [Parameter] public SwitchParameter SelectiveCheckpointing { get; set; }
     [Parameter] public SwitchParameter Use8BitAdam { get; set; }
     [Parameter] public SwitchParameter SetGradsToNone { get; set; }
@@ -172,6 +175,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
         if (string.IsNullOrWhiteSpace(InstanceDataDirectory)) ThrowInputError("-InstanceDataDirectory is required: a folder with 3–5 photos of the subject (or -Concept with one per subject).", ErrorCategory.InvalidArgument, null, "MissingInstanceData");
         if (string.IsNullOrWhiteSpace(InstancePrompt)) ThrowInputError("-InstancePrompt is required, e.g. 'a photo of sks dog'.", ErrorCategory.InvalidArgument, null, "MissingInstancePrompt");
         if (string.IsNullOrWhiteSpace(OutputDirectory)) ThrowInputError("-OutputDirectory is required: where checkpoints and the trained model go.", ErrorCategory.InvalidArgument, null, "MissingOutputDirectory");
+        string? checkpointingMode = CheckpointingMode(GradientCheckpointingMode, SelectiveCheckpointing, GradientCheckpointing);
 
         var options = new DreamBoothOptions
         {
@@ -198,7 +202,8 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             OutputDirectory = ResolvePath(OutputDirectory!), ReportTo = ReportTo,
             LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,
             Device = Device, MixedPrecision = MixedPrecision,
-            GradientCheckpointing = GradientCheckpointing, SelectiveCheckpointing = SelectiveCheckpointing, Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
+            GradientCheckpointing = GradientCheckpointing || SelectiveCheckpointing,
+            GradientCheckpointingMode = (checkpointingMode ?? "auto").ToLowerInvariant(), Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32, Deterministic = Deterministic,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA, SavePrecision = SavePrecision,
         };

@@ -1,4 +1,5 @@
 using System.Collections;
+using System.ComponentModel;
 using System.Management.Automation;
 using DreamBooth.Engine.Training;
 
@@ -11,6 +12,20 @@ namespace DreamBooth.Cmdlets;
 public abstract class TrainingCmdletBase : DreamBoothCmdlet
 {
     const int ProgressId = 7;
+
+    /// <summary>
+    /// -GradientCheckpointingMode, or Selective for its shorthand -SelectiveCheckpointing; null when neither is given.
+    /// A mode only says what checkpointing recomputes: alone (and with checkpointing off) it warns that it does nothing.
+    /// </summary>
+    protected string? CheckpointingMode(string? mode, bool selective, bool checkpointingOn)
+    {
+        if (selective && mode is not null && !mode.Equals("Selective", StringComparison.OrdinalIgnoreCase))
+            ThrowInputError($"-SelectiveCheckpointing is short for -GradientCheckpointing -GradientCheckpointingMode Selective, which contradicts -GradientCheckpointingMode {mode}: give one of them.",
+                ErrorCategory.InvalidArgument, mode, "ConflictingCheckpointingMode");
+        if (mode is not null && !selective && !checkpointingOn && !mode.Equals("Auto", StringComparison.OrdinalIgnoreCase))
+            WriteWarning($"-GradientCheckpointingMode {mode} has no effect without -GradientCheckpointing.");
+        return mode ?? (selective ? "Selective" : null);
+    }
 
     protected void RunTraining(Func<TrainingEvents, CancellationToken, TrainingResult> run)
     {
@@ -57,7 +72,8 @@ public abstract class TrainingCmdletBase : DreamBoothCmdlet
     {
         var settings = new Hashtable(StringComparer.OrdinalIgnoreCase);
         foreach (var prop in typeof(DreamBoothOptions).GetProperties())
-            if (prop.GetIndexParameters().Length == 0 && prop.Name != nameof(DreamBoothOptions.HasValidation))
+            if (prop.GetIndexParameters().Length == 0 && prop.Name != nameof(DreamBoothOptions.HasValidation)
+                && prop.GetCustomAttributes(typeof(EditorBrowsableAttribute), false) is not [EditorBrowsableAttribute { State: EditorBrowsableState.Never }])
                 settings[prop.Name] = prop.GetValue(r.Options) switch
                 {
                     IReadOnlyList<string> list => list.ToArray(),

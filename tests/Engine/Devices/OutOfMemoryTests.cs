@@ -54,9 +54,15 @@ public class OutOfMemoryTests
 
         // Host memory: the optimizer state is on the CPU already, and fp16 would not make a CPU run smaller.
         var host = OutOfMemoryAdvice.Build(o, "cpu", 5, "DefaultCPUAllocator: can't allocate memory", "/runs/dog/checkpoint-4", true, null);
-        Assert.Contains("-Path '/runs/dog' -GradientCheckpointing -SetGradsToNone.", host);
+        // On the CPU auto checkpointing is selective, so the advice asks for whole blocks, which keep the least.
+        Assert.Contains("-Path '/runs/dog' -GradientCheckpointing -GradientCheckpointingMode Blocks -SetGradsToNone.", host);
         Assert.DoesNotContain("-OffloadOptimizerState", host);
         Assert.DoesNotContain("-MixedPrecision", host);
+        var selective = OutOfMemoryAdvice.Build(o with { GradientCheckpointing = true, SetGradsToNone = true }, "cpu", 5, "DefaultCPUAllocator: can't allocate memory", "/runs/dog/checkpoint-4", true, null);
+        Assert.Contains("-Path '/runs/dog' -GradientCheckpointingMode Blocks.", selective);
+        var blocks = OutOfMemoryAdvice.Build(o with { GradientCheckpointing = true, GradientCheckpointingMode = "blocks", SetGradsToNone = true }, "cpu", 5, "DefaultCPUAllocator: can't allocate memory", "/runs/dog/checkpoint-4", true, null);
+        Assert.DoesNotContain("Resume-DreamBoothTraining", blocks);
+        Assert.DoesNotContain("Checkpointing", blocks);
     }
 
     [Fact]
@@ -65,9 +71,45 @@ public class OutOfMemoryTests
         var o = new DreamBoothOptions { Model = "m", InstanceDataDirectory = "i", InstancePrompt = "p", OutputDirectory = "o", SetGradsToNone = true };
         var (changed, on) = new ResumeMemorySwitches { GradientCheckpointing = true, SetGradsToNone = true }.ApplyTo(o);
         Assert.Equal(new[] { "-GradientCheckpointing" }, on);
-        Assert.True(changed.GradientCheckpointing && changed.SetGradsToNone && !changed.OffloadOptimizerState && !changed.SelectiveCheckpointing);
+        Assert.True(changed.GradientCheckpointing && changed.SetGradsToNone && !changed.OffloadOptimizerState && changed.GradientCheckpointingMode == "auto");
         var (same, none) = new ResumeMemorySwitches().ApplyTo(o);
         Assert.Empty(none);
         Assert.Equal(o, same);
+
+        // A mode says what checkpointing recomputes, from here on or once it is on; the same mode again says nothing.
+        var (blocks, blocksOn) = new ResumeMemorySwitches { GradientCheckpointing = true, GradientCheckpointingMode = "Blocks" }.ApplyTo(o);
+        Assert.Equal(new[] { "-GradientCheckpointing", "-GradientCheckpointingMode blocks" }, blocksOn);
+        Assert.True(blocks.GradientCheckpointing && blocks.GradientCheckpointingMode == "blocks");
+        var (_, again) = new ResumeMemorySwitches { GradientCheckpointingMode = "blocks", GradientCheckpointing = true }.ApplyTo(blocks);
+        Assert.Empty(again);
+        var (selective, selectiveOn) = new ResumeMemorySwitches { GradientCheckpointingMode = "selective" }.ApplyTo(blocks);
+        Assert.Equal(new[] { "-GradientCheckpointingMode selective" }, selectiveOn);
+        Assert.Equal("selective", selective.GradientCheckpointingMode);
+        var (off, offOn) = new ResumeMemorySwitches { GradientCheckpointingMode = "blocks" }.ApplyTo(o);
+        Assert.Empty(offOn);
+        Assert.False(off.GradientCheckpointing);
+        Assert.Throws<ArgumentException>(() => new ResumeMemorySwitches { GradientCheckpointingMode = "layers" }.ApplyTo(o));
+    }
+
+    [Fact]
+    public void CheckpointingMode_AutoIsBlocksOnAGpu_SelectiveOnTheCpu_AndOldCheckpointsKeepTheirs()
+    {
+        var o = new DreamBoothOptions { Model = "m", InstanceDataDirectory = "i", InstancePrompt = "p", OutputDirectory = "o", GradientCheckpointing = true };
+        Assert.True(GradientCheckpointingMode.IsSelective(o, onCpu: true));
+        Assert.False(GradientCheckpointingMode.IsSelective(o, onCpu: false));
+        Assert.False(GradientCheckpointingMode.IsSelective(o with { GradientCheckpointingMode = "blocks" }, onCpu: true));
+        Assert.True(GradientCheckpointingMode.IsSelective(o with { GradientCheckpointingMode = "Selective" }, onCpu: false));
+        Assert.False(GradientCheckpointingMode.IsSelective(o with { GradientCheckpointing = false }, onCpu: true));
+        Assert.Contains("auto on the CPU", GradientCheckpointingMode.Describe("auto", onCpu: true));
+        Assert.Contains("whole UNet resnets and transformer blocks", GradientCheckpointingMode.Describe("auto", onCpu: false));
+        Assert.Throws<ArgumentException>(() => (o with { GradientCheckpointingMode = "layers" }).Validate());
+
+        // A checkpoint's options as the version before -GradientCheckpointingMode wrote them: selective stays selective.
+        var json = System.Text.Json.JsonSerializer.Serialize(o with { GradientCheckpointing = false });
+        Assert.DoesNotContain("\"SelectiveCheckpointing\"", json);
+        Assert.Contains("\"GradientCheckpointing\":false,\"GradientCheckpointingMode\":\"auto\",", json);
+        var old = System.Text.Json.JsonSerializer.Deserialize<DreamBoothOptions>(json.Replace("\"GradientCheckpointingMode\":\"auto\",", "\"SelectiveCheckpointing\":true,"))!;
+        Assert.True(old.GradientCheckpointing);
+        Assert.Equal("selective", old.GradientCheckpointingMode);
     }
 }

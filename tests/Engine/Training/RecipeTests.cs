@@ -229,12 +229,16 @@ public sealed class RecipeTests : IDisposable
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void GradientCheckpointing_GradientsEqualPlainOnTrainingSteps(bool selective)
+    [InlineData("blocks")]
+    [InlineData("selective")]
+    [InlineData("auto")]   // selective on the CPU, and the log says so
+    public void GradientCheckpointing_GradientsEqualPlainOnTrainingSteps(string mode)
     {
         var (plain, _) = Train(Options("plain", 2));
-        var (checkpointed, _) = Train(Options("ckpt", 2) with { GradientCheckpointing = !selective, SelectiveCheckpointing = selective });
+        var log = new List<string>();
+        var (checkpointed, _) = Train(Options("ckpt-" + mode, 2) with { GradientCheckpointing = true, GradientCheckpointingMode = mode }, log: log);
+        Assert.Contains(GradientCheckpointingMode.Describe(mode, onCpu: true), log);
+        Assert.Equal(mode != "blocks", log.Any(l => l.Contains("norm + activation pairs")));
         Assert.Equal(2, checkpointed.Count);
         for (int s = 0; s < 2; s++) Assert.True(MaxRelative(plain[s], checkpointed[s]) <= 1e-5, $"step {s}: relative error {MaxRelative(plain[s], checkpointed[s]):E2}");
     }
