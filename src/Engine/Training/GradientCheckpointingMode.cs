@@ -9,8 +9,8 @@ namespace DreamBooth.Engine.Training;
 /// (Models.GradientCheckpointing.Selective). Saves part of it for a few percent of step time.</item>
 /// <item><c>auto</c> (default): <c>blocks</c> on a GPU, <c>selective</c> on the CPU. On a card, memory is what runs out
 /// first, and the recompute costs little of a fast step. On the CPU, time is what a run runs short of: for SD-1.4 at
-/// 512 px, batch 1, selective saves 1.1 GB of the 1.8 GB whole blocks save, for about 1% of the step against 26%
-/// (docs/benchmarks.md, eighteenth pass).</item>
+/// 512 px, batch 1, selective saves 1.1 GB of the 1.8 GB whole blocks save, for −6% to +1% of the step (within the
+/// machine's noise) against +16% to +26% (docs/benchmarks.md, eighteenth pass).</item>
 /// </list>
 /// Both give gradients equal to the plain ones to float rounding, so the mode never changes what is learned.
 /// </summary>
