@@ -275,8 +275,7 @@ public sealed record DreamBoothOptions
         foreach (var shared in concepts.Where(c => c.ClassDataDirectory is not null).GroupBy(c => c.ClassFolderKey))
             if (WithPriorPreservation && shared.Select(c => c.ClassPrompt).Distinct().Count() > 1)
                 throw new ArgumentException($"Concepts share the class folder '{shared.First().ClassDataDirectory}' with different class prompts ({string.Join(", ", shared.Select(c => $"'{c.ClassPrompt}'").Distinct())}): give each class prompt its own folder.");
-        if (!Training.GradientCheckpointingMode.Names.Contains(GradientCheckpointingMode, StringComparer.OrdinalIgnoreCase))
-            throw new ArgumentException($"-GradientCheckpointingMode must be auto, blocks or selective (got '{GradientCheckpointingMode}').");
+        Training.GradientCheckpointingMode.Parse(GradientCheckpointingMode);
         if (MixedPrecision is not ("no" or "fp16" or "bf16")) throw new ArgumentException($"-MixedPrecision must be no, fp16 or bf16 (got '{MixedPrecision}').");
         if (CacheLatents && (!CenterCrop || RandomFlip))
             throw new ArgumentException("-CacheLatents encodes each image once, so it needs -CenterCrop and no -RandomFlip (random crops and flips would be frozen).");

@@ -17,16 +17,21 @@ namespace DreamBooth.Engine.Training;
 public static class GradientCheckpointingMode
 {
     public const string Auto = "auto", Blocks = "blocks", Selective = "selective";
-    public static readonly string[] Names = { Auto, Blocks, Selective };
+    static readonly string[] Names = { Auto, Blocks, Selective };
+
+    /// <summary>The mode's name in lower case; an <see cref="ArgumentException"/> that lists the modes for anything else.</summary>
+    public static string Parse(string mode)
+        => Names.FirstOrDefault(n => n.Equals(mode, StringComparison.OrdinalIgnoreCase))
+           ?? throw new ArgumentException($"-GradientCheckpointingMode must be auto, blocks or selective (got '{mode}').");
 
     /// <summary>blocks or selective: what <paramref name="mode"/> means on a CPU or a GPU.</summary>
     public static string Resolve(string mode, bool onCpu)
-        => mode.Equals(Auto, StringComparison.OrdinalIgnoreCase) ? (onCpu ? Selective : Blocks) : mode.ToLowerInvariant();
+        => Parse(mode) is Auto ? (onCpu ? Selective : Blocks) : Parse(mode);
 
     /// <summary>The line a run logs when checkpointing is on: what it recomputes, and why when auto chose.</summary>
     public static string Describe(string mode, bool onCpu)
     {
-        bool auto = mode.Equals(Auto, StringComparison.OrdinalIgnoreCase);
+        bool auto = Parse(mode) == Auto;
         return Resolve(mode, onCpu) == Selective
             ? "Gradient checkpointing recomputes the UNet's norm + activation pairs and feed-forward GEGLUs in backward" +
               (auto ? " (auto on the CPU, where whole blocks cost far more time for the rest of the saving: -GradientCheckpointingMode Blocks recomputes them)." : ".")

@@ -22,12 +22,11 @@ public sealed record ResumeMemorySwitches
         bool checkpointing = o.GradientCheckpointing || GradientCheckpointing;
         if (GradientCheckpointing && !o.GradientCheckpointing) on.Add("-GradientCheckpointing");
         string mode = o.GradientCheckpointingMode;
-        if (GradientCheckpointingMode is string given)
+        if (GradientCheckpointingMode is not null)
         {
-            if (!Training.GradientCheckpointingMode.Names.Contains(given, StringComparer.OrdinalIgnoreCase))
-                throw new ArgumentException($"-GradientCheckpointingMode must be auto, blocks or selective (got '{given}').");
-            if (checkpointing && !given.Equals(mode, StringComparison.OrdinalIgnoreCase)) on.Add("-GradientCheckpointingMode " + given.ToLowerInvariant());
-            mode = given.ToLowerInvariant();
+            string given = Training.GradientCheckpointingMode.Parse(GradientCheckpointingMode);
+            if (checkpointing && !given.Equals(mode, StringComparison.OrdinalIgnoreCase)) on.Add("-GradientCheckpointingMode " + given);
+            mode = given;
         }
         if (OffloadOptimizerState && !o.OffloadOptimizerState) on.Add("-OffloadOptimizerState");
         if (SetGradsToNone && !o.SetGradsToNone) on.Add("-SetGradsToNone");

@@ -53,7 +53,7 @@ public sealed class ResumeDreamBoothTrainingCommand : TrainingCmdletBase
         if (!ShouldProcess(checkpoint, "Resume DreamBooth training")) return;
         var memory = new ResumeMemorySwitches
         {
-            GradientCheckpointing = GradientCheckpointing || SelectiveCheckpointing, GradientCheckpointingMode = checkpointingMode?.ToLowerInvariant(),
+            GradientCheckpointing = GradientCheckpointing || SelectiveCheckpointing, GradientCheckpointingMode = checkpointingMode,
             OffloadOptimizerState = OffloadOptimizerState, SetGradsToNone = SetGradsToNone,
         };
         RunTraining((events, token) => DreamBoothTrainer.Resume(checkpoint, MaxTrainSteps, events, token, memory));

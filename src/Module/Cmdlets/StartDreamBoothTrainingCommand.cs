@@ -203,7 +203,7 @@ public sealed class StartDreamBoothTrainingCommand : TrainingCmdletBase
             LoggingDirectory = System.IO.Path.IsPathRooted(LoggingDirectory) || LoggingDirectory.StartsWith('~') ? ResolvePath(LoggingDirectory) : LoggingDirectory,
             Device = Device, MixedPrecision = MixedPrecision,
             GradientCheckpointing = GradientCheckpointing || SelectiveCheckpointing,
-            GradientCheckpointingMode = (checkpointingMode ?? "auto").ToLowerInvariant(), Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
+            GradientCheckpointingMode = checkpointingMode ?? "auto", Use8BitAdam = Use8BitAdam, SetGradsToNone = SetGradsToNone,
             OffloadOptimizerState = OffloadOptimizerState, CacheLatents = CacheLatents, AllowTf32 = AllowTf32, Deterministic = Deterministic,
             LoRA = LoRA, LoRARank = Rank, LoRAAlpha = Alpha, SaveKohyaLoRA = SaveKohyaLoRA, SavePrecision = SavePrecision,
         };

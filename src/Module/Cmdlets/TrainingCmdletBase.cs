@@ -14,7 +14,8 @@ public abstract class TrainingCmdletBase : DreamBoothCmdlet
     const int ProgressId = 7;
 
     /// <summary>
-    /// -GradientCheckpointingMode, or Selective for its shorthand -SelectiveCheckpointing; null when neither is given.
+    /// -GradientCheckpointingMode as the engine names it (lower case), or selective for its shorthand -SelectiveCheckpointing;
+    /// null when neither is given.
     /// A mode only says what checkpointing recomputes: alone (and with checkpointing off) it warns that it does nothing.
     /// </summary>
     protected string? CheckpointingMode(string? mode, bool selective, bool checkpointingOn)
@@ -24,7 +25,7 @@ public abstract class TrainingCmdletBase : DreamBoothCmdlet
                 ErrorCategory.InvalidArgument, mode, "ConflictingCheckpointingMode");
         if (mode is not null && !selective && !checkpointingOn && !mode.Equals("Auto", StringComparison.OrdinalIgnoreCase))
             WriteWarning($"-GradientCheckpointingMode {mode} has no effect without -GradientCheckpointing.");
-        return mode ?? (selective ? "Selective" : null);
+        return mode?.ToLowerInvariant() ?? (selective ? "selective" : null);
     }
 
     protected void RunTraining(Func<TrainingEvents, CancellationToken, TrainingResult> run)
